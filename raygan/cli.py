@@ -1,0 +1,100 @@
+"""raygan command line. Imports stay lazy so that ``raygan --help`` is instant."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="raygan", description="Data-efficient GANs, searched and scaled on Ray.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("tune", help="run the hyperparameter search an experiment YAML describes")
+    t.add_argument("space", help="experiment YAML, e.g. search_spaces/dcl.yaml")
+    t.add_argument("--resume", action="store_true", help="continue an interrupted search of the same name")
+    t.add_argument("--output", help="results folder (overrides output.dir)")
+
+    r = sub.add_parser("train", help="train one configuration (searched knobs take their defaults)")
+    r.add_argument("config", help="experiment YAML")
+    r.add_argument("--local", action="store_true", help="plain PyTorch loop without Ray (debugging)")
+    r.add_argument("--output", help="results folder (overrides output.dir)")
+
+    q = sub.add_parser("pretrain", help="train the embedded source generator on the procedural source domain")
+    q.add_argument("--out", default="raygan/assets/source_shapes32.pt", help="checkpoint to write")
+    q.add_argument("--steps", type=int, default=6000)
+    q.add_argument("--size", type=int, default=32)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
+    return p
+
+
+def _load(path: str, output: str | None):
+    from raygan.search_space import load_experiment
+
+    exp = load_experiment(path)
+    if output:
+        exp.output.dir = output
+    return exp
+
+
+def cmd_tune(args) -> int:
+    import time
+
+    exp = _load(args.space, args.output)
+    from raygan.orchestrate.results import write_summary
+    from raygan.orchestrate.tune import run_search
+
+    t0 = time.time()
+    print(f"raygan: {exp.method} search '{exp.name}': {exp.search.num_samples} trials, "
+          f"{exp.search.searcher} + {exp.search.scheduler}, optimising {exp.search.metric} ({exp.search.mode}) "
+          f"over {', '.join(exp.space)}", flush=True)
+    results, exp_dir = run_search(exp, resume=args.resume)
+    write_summary(results, exp, exp_dir)
+    print(f"\nraygan: done in {time.time() - t0:.0f} s; results in {exp_dir}")
+    if (exp_dir / "best_config.yaml").exists():
+        print(f"raygan: best configuration: {exp_dir / 'best_config.yaml'}")
+    print(f"raygan: tensorboard --logdir {exp_dir}")
+    return 0 if any(r.error is None for r in results) else 1
+
+
+def cmd_train(args) -> int:
+    exp = _load(args.config, args.output)
+    if exp.space:
+        print(f"raygan: searched knobs take their defaults: {', '.join(exp.space)}")
+    out = Path(exp.output.dir).expanduser().resolve() / exp.name
+    if args.local:
+        from raygan.orchestrate.local import train_local
+
+        train_local(exp, out)
+    else:
+        from raygan.orchestrate.local import train_on_ray
+
+        train_on_ray(exp, out)
+    print(f"raygan: tensorboard --logdir {out}")
+    return 0
+
+
+def cmd_pretrain(args) -> int:
+    from raygan.pretrain import pretrain
+
+    pretrain(args.out, steps=args.steps, size=args.size, seed=args.seed, force=args.force)
+    return 0
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    from raygan.errors import UserError
+
+    try:
+        return {"tune": cmd_tune, "train": cmd_train, "pretrain": cmd_pretrain}[args.command](args)
+    except UserError as e:
+        print(f"raygan: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("raygan: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Typed configuration, validated once at the edge.
+
+Every knob is a dataclass field; its metadata says what values are allowed:
+``knob(default, lo=..., hi=..., choices=..., help=...)``. ``build(cls, mapping,
+where)`` turns a YAML mapping into the dataclass or raises a one-line
+``UserError`` naming the file, the key and what was expected.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from raygan.errors import UserError
+
+
+def knob(default, *, lo=None, hi=None, lo_open=False, choices=None, help=""):
+    """A config field with its allowed range (inclusive unless lo_open)."""
+    meta = {"lo": lo, "hi": hi, "lo_open": lo_open, "choices": choices, "help": help}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def check_value(f: dataclasses.Field, value: Any, where: str, key: str, tp=None):
+    """Validate one value against a field's type and range; return it coerced."""
+    tp = tp or f.type
+    meta = f.metadata
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:  # e.g. Optional[str]
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        tp = next(a for a in args if a is not type(None))
+        origin = typing.get_origin(tp)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise UserError(where, f"{key}: expected a list of {_type_name(item_tp)}, got {value!r}")
+        return [check_value(f, v, where, key, item_tp) for v in value]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise UserError(where, f"{key}: expected true or false, got {value!r}")
+    elif tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(where, f"{key}: expected an integer, got {value!r}")
+    elif tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 5e-4 (no dot) as text
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise UserError(where, f"{key}: expected a number, got {value!r}")
+        value = float(value)
+    elif tp is str:
+        if not isinstance(value, str):
+            raise UserError(where, f"{key}: expected a string, got {value!r}")
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        raise UserError(where, f"{key}: expected one of {meta['choices']}, got {value!r}")
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
+        op = ">" if meta.get("lo_open") else ">="
+        raise UserError(where, f"{key}: expected a value {op} {lo}, got {value!r}")
+    if hi is not None and value > hi:
+        raise UserError(where, f"{key}: expected a value <= {hi}, got {value!r}")
+    return value
+
+
+def fields_of(cls) -> dict[str, dataclasses.Field]:
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        f.type = hints[f.name]
+        out[f.name] = f
+    return out
+
+
+def build(cls, mapping: Any, where: str, section: str):
+    """Build dataclass ``cls`` from a YAML mapping, rejecting unknown keys."""
+    if mapping is None:
+        mapping = {}
+    if not isinstance(mapping, dict):
+        raise UserError(where, f"{section}: expected a mapping of settings, got {mapping!r}")
+    known = fields_of(cls)
+    values = {}
+    for key, value in mapping.items():
+        if key not in known:
+            raise UserError(where, f"unknown key '{section}.{key}' (expected one of: {', '.join(known)})")
+        values[key] = check_value(known[key], value, where, f"{section}.{key}")
+    obj = cls(**values)
+    if hasattr(obj, "validate"):
+        obj.validate(where, section)
+    return obj
+
+
+# ----------------------------------------------------------------------------
+# Sections shared by every experiment. Method knobs live in their method file.
+
+@dataclass
+class DataConfig:
+    target: str = knob("sketches", choices=["sketches"], help="embedded 10-shot target domain")
+    shots: int = knob(10, lo=1, hi=1000, help="number of target training images")
+    seed: int = knob(0, lo=0, help="which procedural shots to draw")
+
+
+@dataclass
+class ModelConfig:
+    checkpoint: str = knob("embedded", help="'embedded' or a rosinality-layout StyleGAN2 .pt")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = knob(300, lo=1, hi=10_000_000)
+    batch_size: int = knob(4, lo=2, hi=4096)
+    lr: float = knob(0.002, lo=0.0, lo_open=True, hi=1.0)
+    beta1: float = knob(0.0, lo=0.0, hi=0.999)
+    beta2: float = knob(0.99, lo=0.0, hi=0.9999)
+    r1: float = knob(1.0, lo=0.0, help="R1 penalty weight (lazy)")
+    r1_every: int = knob(16, lo=1)
+    pl_weight: float = knob(2.0, lo=0.0, help="path-length regulariser weight (lazy)")
+    pl_every: int = knob(4, lo=1)
+    eval_every: int = knob(100, lo=1, help="steps between evaluations/checkpoints")
+    eval_samples: int = knob(500, lo=20, hi=100_000, help="samples for realism/diversity/FD")
+    seed: int = knob(0, lo=0)
+    torch_threads: int = knob(0, lo=0, help="0: one per CPU the worker was given")
+
+
+@dataclass
+class SearchConfig:
+    num_samples: int = knob(8, lo=1)
+    metric: str = knob("fd_shapesnet", help="metric to optimise")
+    mode: str = knob("min", choices=["min", "max"])
+    searcher: str = knob("tpe", choices=["tpe", "random"])
+    scheduler: str = knob("fifo", choices=["fifo", "asha"])
+    grace_period: int = knob(1, lo=1, help="ASHA: evaluations before a trial may stop")
+    max_concurrent: int = knob(2, lo=1)
+    seed: int = knob(0, lo=0)
+
+
+@dataclass
+class ScalingConfig:
+    num_workers: int = knob(1, lo=1)
+    use_gpu: bool = knob(False)
+    cpus_per_worker: float = knob(1.0, lo=0.0, lo_open=True)
+
+
+@dataclass
+class OutputConfig:
+    dir: str = knob("./raygan_results")
+    name: str = knob("", help="experiment name; default: the YAML file's stem")

@@ -1,0 +1,182 @@
+"""The few-shot adaptation harness shared by TGAN, DCL and later methods.
+
+G_s (frozen) and G_t both start from the source checkpoint; D too. One
+``step`` is a D update then a G update with the non-saturating loss, lazy R1
+on D and lazy path-length regularisation on G (StyleGAN2). A method adds its
+own terms by overriding ``g_extra`` / ``d_extra``.
+
+Optionally the discriminator follows the CDC setup (Ojha et al.; used by DCL):
+z is drawn from a small "anchor" region around fixed codes every
+``anchor_every``-th step and judged by the image-level D; all other steps draw
+z ~ N(0, I) and are judged by a patch-level D on an intermediate D block.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch
+
+from raygan.config import knob
+from raygan.losses.adversarial import d_nonsaturating, g_nonsaturating, path_length_penalty, r1_penalty
+from raygan.models.patch_disc import PatchHead
+
+
+@dataclass
+class CDCSetup:
+    """Knobs of the CDC discriminator setup (anchor region + patch-level D)."""
+    patch_d: bool = knob(True, help="image-level D on anchor steps, patch-level D elsewhere")
+    anchor_every: int = knob(4, lo=1, help="every k-th step samples z near an anchor")
+    n_anchors: int = knob(10, lo=1)
+    subspace_std: float = knob(0.1, lo=0.0, lo_open=True)
+    patch_block: int = knob(-2, help="index of the D block whose features the patch head judges")
+
+
+def no_sync(params: Iterable[torch.nn.Parameter]) -> None:
+    """Single-process default; data-parallel runs pass an all-reduce here."""
+
+
+class FewShotAdapter:
+    """Builds the nets and optimisers and runs one adaptation step (plain PyTorch)."""
+
+    def __init__(self, cfg, train, source, shots: torch.Tensor, device="cpu",
+                 grad_sync: Callable = no_sync, seed: int = 0):
+        self.cfg, self.train, self.device = cfg, train, torch.device(device)
+        self.g_source = source.generator().to(device).eval().requires_grad_(False)
+        self.g = source.generator().to(device).train()
+        self.d = source.discriminator().to(device).train()
+        self.latent_avg = source.latent_avg
+        self.shots = shots.to(device)
+        self.grad_sync = grad_sync
+        self.rng = random.Random(seed)
+        self.torch_rng = torch.Generator().manual_seed(seed)
+        self.patch = None
+        d_params = list(self.d.parameters())
+        if getattr(cfg, "patch_d", False):
+            ch = self.d.block_channels()[cfg.patch_block]
+            self.patch = PatchHead(ch).to(device)
+            d_params += list(self.patch.parameters())
+            self.anchors = torch.randn(cfg.n_anchors, self.g.style_dim, generator=self.torch_rng).to(device)
+        betas = (train.beta1, train.beta2)
+        # Lazy-regularisation correction of lr and betas, as in StyleGAN2.
+        g_ratio = train.pl_every / (train.pl_every + 1) if train.pl_weight > 0 else 1.0
+        d_ratio = train.r1_every / (train.r1_every + 1) if train.r1 > 0 else 1.0
+        self.g_optim = torch.optim.Adam(self.g_params(), lr=train.lr * g_ratio,
+                                        betas=tuple(b ** g_ratio for b in betas))
+        self.d_optim = torch.optim.Adam(d_params, lr=train.lr * d_ratio,
+                                        betas=tuple(b ** d_ratio for b in betas))
+        self.mean_path = torch.zeros((), device=device)
+        self.step_count = 0
+
+    # -- hooks a method may override -------------------------------------------------
+    def g_params(self):
+        return [p for p in self.g.parameters() if p.requires_grad]
+
+    def g_extra(self, z, noise, fake, feats, fake_d, step) -> tuple[torch.Tensor, dict]:
+        """Extra generator terms; ``feats`` are G_t's layer features, ``fake_d`` is
+        (logits, D feats) of the fakes."""
+        return torch.zeros((), device=self.device), {}
+
+    def d_extra(self, z, noise, fake, fake_d, real_d, step) -> tuple[torch.Tensor, dict]:
+        return torch.zeros((), device=self.device), {}
+
+    # -- sampling ----------------------------------------------------------------------
+    def anchor_step(self, step: int) -> bool:
+        return self.patch is not None and step % self.cfg.anchor_every == 0
+
+    def sample_z(self, n: int, step: int) -> torch.Tensor:
+        if self.anchor_step(step):
+            idx = torch.randint(len(self.anchors), (n,), generator=self.torch_rng)
+            jitter = torch.randn(n, self.g.style_dim, generator=self.torch_rng) * self.cfg.subspace_std
+            return self.anchors[idx] + jitter.to(self.device)
+        return torch.randn(n, self.g.style_dim, generator=self.torch_rng).to(self.device)
+
+    def sample_noise(self, n: int) -> list[torch.Tensor]:
+        """Per-layer noise shared by G_s and G_t so their outputs correspond."""
+        return [torch.randn(n, 1, b.shape[2], b.shape[3], generator=self.torch_rng).to(self.device)
+                for b in self.g.make_noise()]
+
+    def real_batch(self, n: int) -> torch.Tensor:
+        idx = torch.randint(len(self.shots), (n,), generator=self.torch_rng)
+        return self.shots[idx.to(self.shots.device)]
+
+    def discriminate(self, images: torch.Tensor, step: int):
+        """(logits, D feats): image-level, or patch-level under the CDC setup."""
+        logits, feats = self.d(images, return_feats=True)
+        if self.patch is not None and not self.anchor_step(step):
+            logits = self.patch(feats[self.cfg.patch_block])
+        return logits, feats
+
+    # -- one adaptation step -----------------------------------------------------------
+    def step(self) -> dict:
+        step, b, logs = self.step_count, self.train.batch_size, {}
+        logs.update(self._d_step(step, b))
+        logs.update(self._g_step(step, b))
+        self.step_count += 1
+        return logs
+
+    def _d_step(self, step, b) -> dict:
+        self.g.requires_grad_(False)
+        self.d.requires_grad_(True)
+        z, noise = self.sample_z(b, step), self.sample_noise(b)
+        with torch.no_grad():
+            fake, _ = self.g([z], noise=noise)
+        real = self.real_batch(b)
+        fake_d, real_d = self.discriminate(fake, step), self.discriminate(real, step)
+        adv = d_nonsaturating(real_d[0], fake_d[0])
+        extra, logs = self.d_extra(z, noise, fake, fake_d, real_d, step)
+        loss = adv + extra
+        if self.train.r1 > 0 and step % self.train.r1_every == 0:
+            real = real.detach().requires_grad_(True)
+            r1 = r1_penalty(self.d(real), real)
+            loss = loss + self.train.r1 / 2 * r1 * self.train.r1_every
+            logs["loss/r1"] = r1.item()
+        self.d_optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.grad_sync(self.d_optim.param_groups[0]["params"])
+        self.d_optim.step()
+        return {"loss/d_adv": adv.item(), **logs}
+
+    def _g_step(self, step, b) -> dict:
+        self.g.requires_grad_(True)
+        self.d.requires_grad_(False)
+        z, noise = self.sample_z(b, step), self.sample_noise(b)
+        fake, _, feats = self.g([z], noise=noise, return_feats=True)
+        fake_d = self.discriminate(fake, step)
+        adv = g_nonsaturating(fake_d[0])
+        extra, logs = self.g_extra(z, noise, fake, feats, fake_d, step)
+        loss = adv + extra
+        if self.train.pl_weight > 0 and step % self.train.pl_every == 0:
+            n = max(1, b // 2)
+            img, latents = self.g([self.sample_z(n, step)], return_latents=True)
+            pl, self.mean_path, length = path_length_penalty(img, latents, self.mean_path)
+            loss = loss + self.train.pl_weight * pl * self.train.pl_every + 0 * img[0, 0, 0, 0]
+            logs["loss/path_length"] = length.item()
+        self.g_optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.grad_sync(self.g_params())
+        self.g_optim.step()
+        return {"loss/g_adv": adv.item(), "loss/g_total": loss.item(), **logs}
+
+    # -- checkpoints -------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        state = {"g": self.g.state_dict(), "g_ema": self.g.state_dict(), "d": self.d.state_dict(),
+                 "g_optim": self.g_optim.state_dict(), "d_optim": self.d_optim.state_dict(),
+                 "latent_avg": self.latent_avg, "step": self.step_count, "mean_path": self.mean_path,
+                 "rng": self.torch_rng.get_state(), "g_config": self.g.config, "d_config": self.d.config}
+        if self.patch is not None:
+            state["patch_head"] = self.patch.state_dict()
+            state["anchors"] = self.anchors
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.g.load_state_dict(state["g"])
+        self.d.load_state_dict(state["d"])
+        self.g_optim.load_state_dict(state["g_optim"])
+        self.d_optim.load_state_dict(state["d_optim"])
+        if self.patch is not None:
+            self.patch.load_state_dict(state["patch_head"])
+            self.anchors = state["anchors"].to(self.device)
+        self.step_count, self.mean_path = state["step"], state["mean_path"].to(self.device)
+        self.torch_rng.set_state(state["rng"])

@@ -1,0 +1,114 @@
+"""StyleGAN2 checkpoints in the rosinality layout: load, infer the architecture, save atomically.
+
+A file holds ``g_ema`` (and optionally ``g``, ``d``, ``latent_avg``); raygan's
+own files add ``g_config``/``d_config`` (plain dicts of constructor args). For
+files without them the architecture is read off the parameter shapes.
+"""
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from raygan.errors import UserError
+from raygan.models.stylegan2 import Discriminator, Generator
+
+EMBEDDED = Path(__file__).resolve().parent.parent / "assets" / "source_shapes32.pt"
+
+
+def save_atomic(obj, path) -> None:
+    """torch.save to a temporary file in the same folder, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_file(path) -> dict:
+    """torch.load with weights_only=True; user mistakes become one-line errors."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(path, "no such checkpoint file (expected a StyleGAN2 .pt in rosinality layout)")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe content"
+        raise UserError(path, f"refused: not a plain weights file ({first[:120]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise UserError(path, f"corrupt or truncated checkpoint ({type(e).__name__})") from None
+    if not isinstance(state, dict) or "g_ema" not in state:
+        raise UserError(path, "expected a dict with 'g_ema' (rosinality StyleGAN2 layout)")
+    return state
+
+
+def infer_generator_config(sd: dict) -> dict:
+    """Constructor args of the port's Generator that reproduce these shapes."""
+    n_mlp = sum(1 for k in sd if k.startswith("style.") and k.endswith(".weight"))
+    style_dim = sd["style.1.weight"].shape[0]
+    size = 2 ** (2 + sum(1 for k in sd if k.startswith("to_rgbs.") and k.endswith(".bias")))
+    c4 = sd["input.input"].shape[1]
+    for cm in (2, 1, 4):
+        for cmax in sorted({512, c4}):
+            cfg = dict(size=size, style_dim=style_dim, n_mlp=n_mlp, channel_multiplier=cm, channel_max=cmax)
+            shapes = {k: v.shape for k, v in Generator(**cfg).state_dict().items()}
+            if shapes == {k: v.shape for k, v in sd.items()}:
+                return cfg
+    raise ValueError("parameter shapes match no StyleGAN2 generator configuration")
+
+
+@dataclass
+class SourceModel:
+    """A pretrained source: builds fresh G / D copies with its weights."""
+    path: str
+    g_state: dict
+    g_config: dict
+    d_state: dict | None
+    d_config: dict
+    latent_avg: torch.Tensor | None
+
+    @property
+    def size(self) -> int:
+        return self.g_config["size"]
+
+    def generator(self) -> Generator:
+        g = Generator(**self.g_config)
+        g.load_state_dict(self.g_state)
+        return g
+
+    def discriminator(self) -> Discriminator:
+        d = Discriminator(**self.d_config)
+        if self.d_state is not None:
+            d.load_state_dict(self.d_state)
+        return d
+
+
+def load_source(path: str = "embedded") -> SourceModel:
+    """Load a pretrained source generator ('embedded' or a rosinality-layout file)."""
+    path = str(EMBEDDED) if path == "embedded" else path
+    state = load_file(path)
+    g_sd = state["g_ema"]
+    try:
+        g_cfg = state.get("g_config") or infer_generator_config(g_sd)
+        d_cfg = state.get("d_config") or {k: g_cfg[k] for k in ("size", "channel_multiplier", "channel_max")}
+        src = SourceModel(path, g_sd, dict(g_cfg), state.get("d"), dict(d_cfg), state.get("latent_avg"))
+        src.generator(), src.discriminator()  # fail here, not in a worker
+    except (KeyError, ValueError, RuntimeError) as e:
+        msg = str(e).strip().splitlines()[0][:160]
+        raise UserError(path, f"not a StyleGAN2 checkpoint this code can build ({msg})") from None
+    if not math.log2(src.size).is_integer():
+        raise UserError(path, f"generator size {src.size} is not a power of two")
+    return src

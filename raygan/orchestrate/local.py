@@ -1,0 +1,57 @@
+"""`raygan train`: one configuration, either the plain loop (--local) or one Ray Train run."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from raygan.errors import UserError
+from raygan.search_space import Experiment
+
+
+def _fresh_dir(exp: Experiment, out: Path) -> None:
+    if out.exists() and any(out.iterdir()):
+        raise UserError(exp.path, f"{out} already holds results (choose another output.name or remove it)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(exp.path, f"cannot create {out} ({e.strerror})") from None
+
+
+def train_local(exp: Experiment, out: Path) -> dict:
+    import torch
+
+    from raygan.loop import Hooks, run
+    from raygan.models.checkpoint import save_atomic
+
+    _fresh_dir(exp, out)
+    threads = exp.trial_config["train"]["torch_threads"] or os.cpu_count()
+    torch.set_num_threads(threads)
+    steps = exp.trial_config["train"]["steps"]
+
+    def report(metrics, state):
+        save_atomic(state, out / "checkpoint.pt")
+
+    hooks = Hooks(report=report, log_dir=str(out), device="cuda" if torch.cuda.is_available() else "cpu",
+                  progress=lambda line: print(f"raygan [{steps} steps] {line}", flush=True))
+    metrics = run(exp.trial_config, hooks)
+    print(f"raygan: checkpoint {out / 'checkpoint.pt'}")
+    return metrics
+
+
+def train_on_ray(exp: Experiment, out: Path):
+    import ray
+
+    from raygan.orchestrate.train import fit_trial
+    from raygan.orchestrate.tune import prepare_shared_assets
+
+    _fresh_dir(exp, out)
+    prepare_shared_assets(exp)
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False)
+    result = fit_trial(exp.trial_config, exp.scaling, name="train", storage=str(out), log_dir=str(out))
+    if result.error:
+        raise RuntimeError(f"training failed: {result.error}")
+    print("raygan: final metrics " + " ".join(f"{k}={v:.4g}" for k, v in (result.metrics or {}).items()
+                                                if isinstance(v, float)))
+    print(f"raygan: checkpoint {result.checkpoint.path if result.checkpoint else 'none'}")
+    return result

@@ -1,0 +1,97 @@
+"""Ray Tune + Optuna: an Experiment becomes a search whose trials run Ray Train.
+
+Each trial is a plain Tune function that fits a TorchTrainer on the trial's
+config; TuneReportCallback forwards rank 0's metrics and checkpoints to Tune.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from raygan.errors import UserError
+from raygan.search_space import Experiment, resolve
+
+TRIAL_CPUS = 0.01  # the trial function only waits on its TorchTrainer; workers hold the CPUs
+
+
+def _trial(params: dict, *, base: dict, scaling, metric: str) -> None:
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from raygan.orchestrate.train import fit_trial
+
+    ctx = tune.get_context()
+    trial_dir = ctx.get_trial_dir()
+    # A stable Train run name per trial, so a restarted trial finds its checkpoints.
+    fit_trial(resolve(base, params), scaling, name=f"train_{ctx.get_trial_id()}",
+              storage=str(Path(trial_dir).parent / "_train"), log_dir=trial_dir,
+              callbacks=[TuneReportCallback()])
+
+
+def _searcher(exp: Experiment):
+    import optuna
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    s = exp.search
+    sampler = (optuna.samplers.TPESampler(seed=s.seed) if s.searcher == "tpe"
+               else optuna.samplers.RandomSampler(seed=s.seed))
+    return ConcurrencyLimiter(OptunaSearch(sampler=sampler, metric=s.metric, mode=s.mode),
+                              max_concurrent=s.max_concurrent)
+
+
+def _scheduler(exp: Experiment):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if exp.search.scheduler == "fifo":
+        return FIFOScheduler()
+    t = exp.trial_config["train"]
+    return ASHAScheduler(time_attr="step", metric=exp.search.metric, mode=exp.search.mode, max_t=t["steps"],
+                         grace_period=exp.search.grace_period * t["eval_every"], reduction_factor=2)
+
+
+def prepare_shared_assets(exp: Experiment) -> None:
+    """Build the cached metric networks once in the driver, not in every trial."""
+    from raygan.metrics.evaluate import warm_cache
+    from raygan.models.checkpoint import load_source
+
+    warm_cache(load_source(exp.trial_config["model"]["checkpoint"]).size)
+
+
+def run_search(exp: Experiment, resume: bool = False):
+    """Run the search; returns (ResultGrid, experiment dir)."""
+    import ray
+    from ray import tune
+
+    if not exp.space:
+        raise UserError(exp.path, "the search space is empty: give at least one knob a distribution")
+    storage = Path(exp.output.dir).expanduser().resolve()
+    exp_dir = storage / exp.name
+    if exp_dir.exists() and not resume and any(exp_dir.iterdir()):
+        raise UserError(exp.path, f"results for '{exp.name}' already exist in {exp_dir} "
+                                  "(use --resume, another output.name, or remove it)")
+    try:
+        storage.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(exp.path, f"output.dir {storage} is not writable ({e.strerror})") from None
+    prepare_shared_assets(exp)
+
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
+                 log_to_driver=True, configure_logging=False)
+    trainable = tune.with_resources(
+        tune.with_parameters(_trial, base=exp.trial_config, scaling=exp.scaling, metric=exp.search.metric),
+        {"cpu": TRIAL_CPUS})
+    if resume and tune.Tuner.can_restore(str(exp_dir)):
+        tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space={k: d.to_tune() for k, d in exp.space.items()},
+            tune_config=tune.TuneConfig(search_alg=_searcher(exp), scheduler=_scheduler(exp),
+                                        num_samples=exp.search.num_samples),
+            run_config=tune.RunConfig(name=exp.name, storage_path=str(storage), verbose=1,
+                                      failure_config=tune.FailureConfig(max_failures=0)),
+        )
+    return tuner.fit(), exp_dir

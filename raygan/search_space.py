@@ -1,0 +1,172 @@
+"""Experiment YAML -> typed sections + a search space of distributions.
+
+One file says the method, the data, the budget, the scaling and the space.
+Any knob of ``data``, ``model``, ``train`` or ``method`` is either a constant or
+a distribution written in place::
+
+    method:
+      name: dcl
+      lambda1: {loguniform: [0.1, 10]}   # searched
+      tau: 0.07                          # constant
+
+Distributions map one-to-one onto Tune's: uniform, loguniform, int (inclusive
+bounds), choice. Each bound or option is validated like the knob itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from raygan import config as C
+from raygan.errors import UserError
+
+METHODS = {"tgan": "raygan.methods.finetune", "dcl": "raygan.methods.dcl"}
+TRAINABLE_SECTIONS = {"data": C.DataConfig, "model": C.ModelConfig, "train": C.TrainConfig}
+RUN_SECTIONS = {"search": C.SearchConfig, "scaling": C.ScalingConfig, "output": C.OutputConfig}
+TOP_KEYS = ["name", "method", *TRAINABLE_SECTIONS, *RUN_SECTIONS]
+DIST_KINDS = ("uniform", "loguniform", "int", "choice")
+
+
+def method_module(name: str):
+    """The module implementing a method: it defines ``Config`` and ``Method``."""
+    return importlib.import_module(METHODS[name])
+
+
+@dataclass
+class Dist:
+    kind: str
+    args: list
+
+    def to_tune(self):
+        from ray import tune
+
+        if self.kind == "uniform":
+            return tune.uniform(*self.args)
+        if self.kind == "loguniform":
+            return tune.loguniform(*self.args)
+        if self.kind == "int":
+            return tune.randint(self.args[0], self.args[1] + 1)  # YAML bounds are inclusive
+        # Optuna's categorical accepts scalars only: encode lists as JSON text.
+        return tune.choice([json.dumps(a) if isinstance(a, (list, dict)) else a for a in self.args])
+
+
+@dataclass
+class Experiment:
+    path: str
+    name: str
+    method: str
+    trial_config: dict  # nested constants: {"data": {...}, "train": {...}, "method": {...}}
+    space: dict[str, Dist]  # dotted knob -> distribution
+    search: C.SearchConfig
+    scaling: C.ScalingConfig
+    output: C.OutputConfig
+    defaults_used: list = field(default_factory=list)
+
+
+def read_yaml(path) -> Any:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(path, "no such file (expected an experiment YAML)")
+    try:
+        return yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UserError(path, f"malformed YAML{at}: {getattr(e, 'problem', None) or e}") from None
+    except UnicodeDecodeError:
+        raise UserError(path, "not a text file (expected an experiment YAML)") from None
+
+
+def _parse_dist(f, spec: dict, where: str, key: str) -> Dist:
+    if len(spec) != 1 or next(iter(spec)) not in DIST_KINDS:
+        raise UserError(where, f"{key}: expected a value or one distribution of {list(DIST_KINDS)}, got {spec!r}")
+    kind, args = next(iter(spec.items()))
+    if not isinstance(args, list) or (kind != "choice" and len(args) != 2) or not args:
+        shape = "a non-empty list of options" if kind == "choice" else "[low, high]"
+        raise UserError(where, f"{key}: {kind} expects {shape}, got {args!r}")
+    if kind == "choice":
+        return Dist(kind, [C.check_value(f, a, where, key) for a in args])
+    tp = f.type
+    if kind == "int" and tp is not int:
+        raise UserError(where, f"{key}: int distribution on a non-integer knob; use uniform")
+    if kind in ("uniform", "loguniform") and tp is not float:
+        raise UserError(where, f"{key}: {kind} needs a real-valued knob; use int or choice")
+    lo, hi = (C.check_value(f, a, where, key) for a in args)
+    if not lo < hi:
+        raise UserError(where, f"{key}: expected low < high, got [{lo}, {hi}]")
+    if kind == "loguniform" and lo <= 0:
+        raise UserError(where, f"{key}: loguniform needs low > 0, got {lo}")
+    return Dist(kind, [lo, hi])
+
+
+def _split_section(cls, mapping, where, section, space) -> dict:
+    """Validate one section; distributions go to ``space``, constants are returned."""
+    if mapping is None:
+        mapping = {}
+    if not isinstance(mapping, dict):
+        raise UserError(where, f"{section}: expected a mapping of settings, got {mapping!r}")
+    fields = C.fields_of(cls)
+    constants = {}
+    for key, value in mapping.items():
+        if key not in fields:
+            raise UserError(where, f"unknown key '{section}.{key}' (expected one of: {', '.join(fields)})")
+        if isinstance(value, dict):
+            space[f"{section}.{key}"] = _parse_dist(fields[key], value, where, f"{section}.{key}")
+        else:
+            constants[key] = value
+    obj = C.build(cls, constants, where, section)  # validates constants and cross-field rules
+    return dataclasses.asdict(obj)
+
+
+def load_experiment(path) -> Experiment:
+    where = str(path)
+    doc = read_yaml(path)
+    if not isinstance(doc, dict):
+        raise UserError(where, f"expected a mapping with keys {TOP_KEYS}, got {type(doc).__name__}")
+    for key in doc:
+        if key not in TOP_KEYS:
+            raise UserError(where, f"unknown key '{key}' (expected one of: {', '.join(TOP_KEYS)})")
+    method = doc.get("method")
+    if not isinstance(method, dict) or "name" not in method:
+        raise UserError(where, f"method: expected a mapping with 'name' (one of {list(METHODS)})")
+    mname = method["name"]
+    if mname not in METHODS:
+        raise UserError(where, f"method.name: expected one of {list(METHODS)}, got {mname!r}")
+
+    space: dict[str, Dist] = {}
+    trial = {s: _split_section(cls, doc.get(s), where, s, space) for s, cls in TRAINABLE_SECTIONS.items()}
+    knobs = {k: v for k, v in method.items() if k != "name"}
+    trial["method"] = _split_section(method_module(mname).Config, knobs, where, "method", space)
+    trial["method"]["name"] = mname
+    run = {s: C.build(cls, doc.get(s), where, s) for s, cls in RUN_SECTIONS.items()}
+    name = doc.get("name") or run["output"].name or Path(path).stem
+    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+        raise UserError(where, f"name: expected letters, digits, '-' or '_', got {name!r}")
+    return Experiment(where, name, mname, trial, space, **run)
+
+
+def resolve(trial_config: dict, sampled: dict) -> dict:
+    """Put sampled values (dotted keys, as Tune gives them) into the nested config."""
+    out = json.loads(json.dumps(trial_config))
+    for dotted, value in sampled.items():
+        section, key = dotted.split(".", 1)
+        if isinstance(value, str) and value[:1] in "[{":
+            value = json.loads(value)
+        out[section][key] = value
+    return out
+
+
+def typed(trial_config: dict, where: str = "trial config"):
+    """Nested plain config -> typed sections (re-validated: sampled values too)."""
+    sections = {s: C.build(cls, trial_config.get(s), where, s) for s, cls in TRAINABLE_SECTIONS.items()}
+    m = dict(trial_config["method"])
+    name = m.pop("name")
+    sections["method"] = C.build(method_module(name).Config, m, where, "method")
+    sections["method_name"] = name
+    return sections
