@@ -22,7 +22,7 @@ def _parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("pretrain", help="train the embedded source generator on the procedural source domain")
     q.add_argument("--out", default="raygan/assets/source_shapes32.pt", help="checkpoint to write")
-    q.add_argument("--steps", type=int, default=6000)
+    q.add_argument("--steps", type=int, default=5000)
     q.add_argument("--size", type=int, default=32)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")

@@ -25,7 +25,7 @@ def _source_pool(n: int, size: int, seed: int) -> torch.Tensor:
     return render(sample_scenes(seed + 50_000, n), size, "source")
 
 
-def pretrain(out, steps=6000, size=32, seed=0, force=False, batch=16, lr=0.002, r1=0.1,
+def pretrain(out, steps=5000, size=32, seed=0, force=False, batch=8, lr=0.002, r1=0.1,
              r1_every=16, ema_decay=0.995, pool=20_000, log_every=250) -> Path:
     from torchvision.utils import save_image
 
@@ -36,6 +36,7 @@ def pretrain(out, steps=6000, size=32, seed=0, force=False, batch=16, lr=0.002, 
     if out.exists() and not force:
         raise UserError(out, "exists; pass --force to overwrite it or --out another path")
     torch.manual_seed(seed)
+    torch.set_flush_denormal(True)  # denormal activations slow CPU convs down by orders of magnitude
     g = Generator(size, **EMBEDDED_G)
     d = Discriminator(size, channel_multiplier=EMBEDDED_G["channel_multiplier"],
                       channel_max=EMBEDDED_G["channel_max"])

@@ -16,8 +16,6 @@ from raygan.models.stylegan2 import (
     upfirdn2d,
 )
 
-torch.set_num_threads(2)
-
 
 def upfirdn2d_ref(x, kernel, up=1, down=1, pad=(0, 0)):
     """Slow, literal upfirdn2d: insert zeros, pad (negative = crop), convolve, subsample."""

@@ -46,6 +46,9 @@ class Scenes:
     def __len__(self) -> int:
         return len(self.count)
 
+    def __repr__(self) -> str:
+        return f"Scenes(n={len(self)})"
+
     def subset(self, idx) -> "Scenes":
         return Scenes(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
@@ -61,8 +64,8 @@ def _sample_one(rng: np.random.Generator) -> dict:
     kind = rng.integers(0, len(KINDS), MAX_SHAPES)
     # The largest shape is clearly larger than the others so its kind is a well-posed label.
     r = np.empty(MAX_SHAPES)
-    r[0] = rng.uniform(0.2, 0.3)
-    r[1:] = rng.uniform(0.11, 0.72 * r[0], MAX_SHAPES - 1)
+    r[0] = rng.uniform(0.22, 0.33)
+    r[1:] = rng.uniform(0.12, 0.7 * r[0], MAX_SHAPES - 1)
     cx, cy = np.zeros(MAX_SHAPES), np.zeros(MAX_SHAPES)
     for j in range(MAX_SHAPES):
         # Rejection sampling keeps shapes from piling on top of each other (fixed try count: deterministic).
@@ -88,11 +91,8 @@ def _sample_one(rng: np.random.Generator) -> dict:
 
 def sample_scenes(seed: int, n: int) -> Scenes:
     """n scenes; scene i depends only on (seed, i)."""
-    rows = [_sample_one(np.random.default_rng([seed, i])) for i in range(n)]
-    if not rows:
-        rows = [_sample_one(np.random.default_rng([seed, 0]))]
-        return Scenes(**{k: np.asarray([r[k] for r in rows])[:0] for k in rows[0]})
-    return Scenes(**{k: np.asarray([r[k] for r in rows]) for k in rows[0]})
+    rows = [_sample_one(np.random.default_rng([seed, i])) for i in range(max(n, 1))]
+    return Scenes(**{k: np.asarray([r[k] for r in rows])[:n] for k in rows[0]})
 
 
 # ---- signed distances, in the shape's unit frame (nominal radius 1) --------------------------
@@ -182,7 +182,7 @@ def _render_chunk(sc: Scenes, size: int, style: str) -> torch.Tensor:
             r = f(sc.r[:, j])[:, None]
             depth = (-sdf / (0.35 * r)).clamp(0, 1)        # 0 at the rim, 1 well inside
             lam = (d * light).sum(-1).clamp(-1, 1)
-            shade = (0.62 + 0.28 * depth.sqrt() + 0.18 * lam)[:, None, :]
+            shade = (0.55 + 0.3 * depth.sqrt() + 0.25 * lam)[:, None, :]
             col = (f(sc.color[:, j])[:, :, None] * shade).clamp(0, 1)
             img = img * (1 - fill) + col * fill
         else:

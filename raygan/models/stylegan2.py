@@ -57,12 +57,12 @@ def upfirdn2d(x, kernel, up=1, down=1, pad=(0, 0)):
     p0, p1 = pad
     if up == 1:
         # True convolution = cross-correlation with the flipped kernel.
-        w = kernel.flip([0, 1]).to(x.dtype).expand(c, 1, kh, kw)
+        w = kernel.flip([0, 1]).to(x).expand(c, 1, kh, kw)
         return F.conv2d(F.pad(x, (p0, p1, p0, p1)), w, stride=down, groups=c)
     # A stride-`up` transposed conv with the unflipped kernel equals "insert
     # zeros, then convolve" over the full support; output index o of upfirdn2d
     # sits at index o + (k - 1 - pad0) of it, so crop (or zero-pad) to match.
-    w = kernel.to(x.dtype).expand(c, 1, kh, kw)
+    w = kernel.to(x).expand(c, 1, kh, kw)
     y = F.conv_transpose2d(x, w, stride=up, groups=c)
     h, wd = x.shape[2:]
     sy, sx = kh - 1 - p0, kw - 1 - p0
@@ -172,7 +172,8 @@ class ModulatedConv2d(nn.Module):
             self.blur = Blur(blur_kernel, ((p + 1) // 2, p // 2))
         self.scale = 1 / math.sqrt(in_channel * kernel_size ** 2)
         self.padding = kernel_size // 2
-        self.weight = nn.Parameter(torch.randn(1, out_channel, in_channel, kernel_size, kernel_size))
+        k = kernel_size
+        self.weight = nn.Parameter(torch.randn(1, out_channel, in_channel, k, k))
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1)
         self.demodulate, self.fused = demodulate, fused
 
@@ -325,8 +326,9 @@ class Generator(nn.Module):
         else:  # style mixing: first style up to inject_index, second after
             if inject_index is None:
                 inject_index = random.randint(1, self.n_latent - 1)
+            n2 = self.n_latent - inject_index
             latent = torch.cat([styles[0].unsqueeze(1).repeat(1, inject_index, 1),
-                                styles[1].unsqueeze(1).repeat(1, self.n_latent - inject_index, 1)], 1)
+                                styles[1].unsqueeze(1).repeat(1, n2, 1)], 1)
 
         out = self.conv1(self.input(latent), latent[:, 0], noise=noise[0])
         feats = [out]

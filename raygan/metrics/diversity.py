@@ -1,0 +1,177 @@
+"""Intra-cluster diversity ("intra-LPIPS", DCL paper / CDC's protocol) and its distances.
+
+Generated samples are assigned to the nearest of the M training shots; within each
+cluster the distance is averaged over all pairs of (at most 50) members, then over the
+clusters with at least two members. Higher means more diverse.
+
+Distances: LPIPS (VGG by default, or AlexNet) when torchvision's ImageNet weights are in
+the torch hub cache, else a ShapesNet feature distance, named "intra_shapesnet" so that
+it never passes for LPIPS.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from raygan.metrics.features import ShapesNet, load_shapesnet
+
+BACKBONE_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth"}
+LPIPS_MIN_SIZE = 64
+
+
+class PerceptualDistance:
+    """A batched, pairwise-aligned distance `d(a, b) -> [N]` that also exposes its two halves,
+    `embed(x) -> list of feature maps` and `compare(fa, fb) -> [N]` (broadcasting over the
+    batch), so that each image is embedded once however many pairs it appears in."""
+
+    def __init__(self, embed, compare):
+        self.embed, self.compare = embed, compare
+
+    @torch.no_grad()
+    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.compare(self.embed(a), self.embed(b))
+
+
+def _unit_normalise(f: torch.Tensor) -> torch.Tensor:
+    return f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+
+
+def shapesnet_distance(net: ShapesNet) -> PerceptualDistance:
+    """LPIPS without learned weights, on ShapesNet's conv activations: channel-unit-normalised
+    features, squared difference summed over channels, mean over space, sum over layers."""
+    device = next(net.parameters()).device
+
+    def embed(x):
+        return [_unit_normalise(f) for f in net.layer_features(x.to(device))]
+
+    def compare(fa, fb):
+        return sum(((a - b) ** 2).sum(1).mean((1, 2)) for a, b in zip(fa, fb)).cpu()
+
+    return PerceptualDistance(embed, compare)
+
+
+def backbone_file(backbone: str) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / BACKBONE_FILES[backbone]
+
+
+def build_lpips(backbone: str = "vgg"):
+    """An lpips.LPIPS model whose backbone comes from the local torchvision checkpoint (never
+    downloaded); its linear-layer weights ship inside the lpips package."""
+    import lpips
+
+    path = backbone_file(backbone)
+    if not path.is_file():
+        raise FileNotFoundError(f"LPIPS-{backbone} needs torchvision's ImageNet weights: {path} is missing "
+                                f"(copy {path.name} there, or set TORCH_HOME)")
+    with warnings.catch_warnings():  # torchvision's deprecation notice for pretrained=False
+        warnings.simplefilter("ignore")
+        model = lpips.LPIPS(net=backbone, pretrained=True, pnet_rand=True, verbose=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    # lpips splits torchvision's `features` Sequential into slices that keep the original
+    # module indices: features.<i>.<p>  ->  slice<k>.<i>.<p>.
+    owner = {idx: name for name, sl in model.net.named_children() for idx in sl._modules}
+    mapped = {}
+    for key, value in state.items():
+        if key.startswith("features."):
+            idx, param = key[len("features."):].split(".", 1)
+            if idx in owner:
+                mapped[f"{owner[idx]}.{idx}.{param}"] = value
+    model.net.load_state_dict(mapped, strict=True)
+    return model.eval()
+
+
+def lpips_distance(backbone: str = "vgg", device="cpu") -> PerceptualDistance:
+    import lpips
+
+    model = build_lpips(backbone).to(device)
+
+    def embed(x):
+        # LPIPS's deeper layers have (almost) no spatial extent on 32-px inputs, so smaller
+        # images are bilinearly upsampled to 64 px first (a choice; published numbers use 256).
+        if x.shape[-1] < LPIPS_MIN_SIZE:
+            x = F.interpolate(x, size=(LPIPS_MIN_SIZE, LPIPS_MIN_SIZE), mode="bilinear", align_corners=False)
+        return [lpips.normalize_tensor(f) for f in model.net(model.scaling_layer(x.to(device)))]
+
+    def compare(fa, fb):
+        return sum(lin((a - b) ** 2).mean((1, 2, 3)) for lin, a, b in zip(model.lins, fa, fb)).cpu()
+
+    dist = PerceptualDistance(embed, compare)
+    dist.model = model
+    return dist
+
+
+def make_distance(kind: str = "auto", net: ShapesNet | None = None, device="cpu"):
+    """(metric name, distance) for intra-cluster diversity.
+
+    kind: "auto" (LPIPS-VGG if its weights are in the torch hub cache, else ShapesNet),
+    "lpips_vgg", "lpips_alex" (raise FileNotFoundError when the weights are missing), or
+    "shapesnet" (uses `net`, else the cached 32-px ShapesNet)."""
+    if kind == "auto":
+        kind = "lpips_vgg" if backbone_file("vgg").is_file() else "shapesnet"
+    if kind in ("lpips_vgg", "lpips_alex"):
+        backbone = kind.split("_")[1]
+        return f"intra_{kind}", lpips_distance(backbone, device)
+    if kind == "shapesnet":
+        return "intra_shapesnet", shapesnet_distance(net if net is not None else load_shapesnet(device=device))
+    raise ValueError(f"unknown distance kind {kind!r}; expected auto, lpips_vgg, lpips_alex or shapesnet")
+
+
+def _cap(members: torch.Tensor, cap: int, seed: int) -> torch.Tensor:
+    """At most `cap` members: a seeded random subset, as the public code shuffles a cluster's
+    files and keeps the first 50 (here reproducible), returned in index order."""
+    if len(members) <= cap:
+        return members
+    perm = torch.randperm(len(members), generator=torch.Generator().manual_seed(seed))
+    return members[perm[:cap]].sort().values
+
+
+@torch.no_grad()
+def cluster_assignments(samples: torch.Tensor, shots: torch.Tensor, distance, batch_size: int = 50):
+    """Index of the nearest shot for each sample [N] (ties -> lowest shot index)."""
+    fast = isinstance(distance, PerceptualDistance)
+    shot_emb = distance.embed(shots) if fast else None
+    rows = []
+    for i in range(0, len(samples), batch_size):
+        batch = samples[i:i + batch_size]
+        emb = distance.embed(batch) if fast else None
+        cols = []
+        for j in range(len(shots)):
+            if fast:
+                cols.append(distance.compare(emb, [s[j:j + 1] for s in shot_emb]))
+            else:
+                cols.append(distance(batch, shots[j:j + 1].expand_as(batch)))
+        rows.append(torch.stack([c.reshape(-1) for c in cols], 1))
+    return torch.cat(rows).argmin(1)
+
+
+@torch.no_grad()
+def intra_cluster_diversity(samples: torch.Tensor, shots: torch.Tensor, distance, max_per_cluster: int = 50,
+                            batch_size: int = 50, seed: int = 0) -> float:
+    """Intra-cluster diversity of `samples` around the training `shots` (both in [-1, 1], NCHW).
+
+    `distance(a, b) -> [N]` compares a[i] with b[i]. Clusters larger than `max_per_cluster`
+    keep a seeded random subset (cluster j uses seed + j). Returns nan when no cluster has two
+    members."""
+    assign = cluster_assignments(samples, shots, distance, batch_size)
+    fast = isinstance(distance, PerceptualDistance)
+    per_cluster = []
+    for j in range(len(shots)):
+        members = _cap(torch.nonzero(assign == j).flatten(), max_per_cluster, seed + j)
+        if len(members) < 2:
+            continue
+        ia, ib = torch.triu_indices(len(members), len(members), 1)
+        if fast:
+            embs = [distance.embed(samples[members[i:i + batch_size]]) for i in range(0, len(members), batch_size)]
+            emb = [torch.cat(layer) for layer in zip(*embs)]
+        dists = []
+        for k in range(0, len(ia), batch_size):
+            a, b = ia[k:k + batch_size], ib[k:k + batch_size]
+            if fast:
+                dists.append(distance.compare([e[a] for e in emb], [e[b] for e in emb]))
+            else:
+                dists.append(distance(samples[members[a]], samples[members[b]]))
+        per_cluster.append(torch.cat([d.reshape(-1) for d in dists]).double().mean())
+    return float(torch.stack(per_cluster).mean()) if per_cluster else float("nan")

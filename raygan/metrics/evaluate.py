@@ -1,0 +1,88 @@
+"""What a few-shot trial reports at each evaluation, on a fixed batch of z.
+
+- ``realism``: p_t of DCL Eq. 3, the shapesnet domain head's mean probability
+  that G_t(z) is a target-domain image;
+- ``intra_<dist>``: the DCL paper's intra-cluster diversity around the shots
+  (``intra_lpips_vgg`` when VGG weights are in the torch cache);
+- ``fd_shapesnet``: Fréchet distance to held-out target images in shapesnet's
+  feature space (not Inception: hence the name).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torchvision.utils import make_grid
+
+from raygan.data.synthetic import held_out
+from raygan.metrics.diversity import intra_cluster_diversity, make_distance
+from raygan.metrics.features import VERSION, default_cache_dir, extract_features, load_shapesnet
+from raygan.metrics.fid import feature_stats, frechet_distance
+from raygan.metrics.realism import realism
+
+N_REFERENCE = 2000  # held-out target images behind the Fréchet statistics
+
+
+def reference_stats(net, size: int, n: int = N_REFERENCE) -> tuple[np.ndarray, np.ndarray]:
+    """Feature statistics of held-out target images, cached on disk per size."""
+    path = default_cache_dir() / f"ref_sketches_{size}px_{n}_{VERSION}.npz"
+    if path.is_file():
+        try:
+            with np.load(path) as f:
+                return f["mu"], f["sigma"]
+        except (OSError, ValueError, KeyError):
+            pass  # corrupt cache: recompute below
+    feats = extract_features(held_out("target", n, size=size, seed=1), net)
+    mu, sigma = feature_stats(feats.numpy())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, mu=mu, sigma=sigma)
+    tmp.replace(path)
+    return mu, sigma
+
+
+def warm_cache(size: int) -> None:
+    """Train/load shapesnet and the reference statistics once, before trials start."""
+    reference_stats(load_shapesnet(size), size)
+
+
+class Evaluator:
+    def __init__(self, g_source, shots: torch.Tensor, n_samples: int, seed: int = 0, device="cpu",
+                 n_grid: int = 8):
+        self.size, self.device = shots.shape[-1], device
+        self.net = load_shapesnet(self.size, device=device)
+        self.shots = shots
+        self.mu, self.sigma = reference_stats(self.net, self.size)
+        self.dist_name, self.distance = make_distance("auto", net=self.net)
+        gen = torch.Generator().manual_seed(10_000 + seed)
+        self.z = torch.randn(n_samples, g_source.style_dim, generator=gen)
+        self.noise_seed = seed
+        self.n_grid = n_grid
+        self.source_grid = self.generate(g_source, self.z[:n_grid])
+
+    @torch.no_grad()
+    def generate(self, g, z=None, batch: int = 250) -> torch.Tensor:
+        z = self.z if z is None else z
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.noise_seed)  # the same noise maps every evaluation
+            out = [g([b.to(self.device)])[0].clamp(-1, 1).cpu() for b in z.split(batch)]
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def metrics(self, g) -> dict:
+        was_training = g.training
+        g.eval()
+        images = self.generate(g)
+        g.train(was_training)
+        feats = extract_features(images, self.net)
+        mu, sigma = feature_stats(feats.numpy())
+        return {
+            "realism": realism(images, self.net),
+            self.dist_name: intra_cluster_diversity(images, self.shots.cpu(), self.distance),
+            "fd_shapesnet": frechet_distance(mu, sigma, self.mu, self.sigma),
+        }
+
+    def grid(self, g) -> torch.Tensor:
+        """Source (top row) and adapted (bottom row) samples for the same z, [3, H, W] in [0, 1]."""
+        adapted = self.generate(g, self.z[: self.n_grid])
+        both = torch.cat([self.source_grid, adapted])
+        return make_grid(both, nrow=self.n_grid, normalize=True, value_range=(-1, 1), padding=1)

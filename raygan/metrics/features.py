@@ -1,0 +1,167 @@
+"""ShapesNet: a small feature network for the embedded procedural domains.
+
+Published metrics use Inception / VGG / AlexNet, whose weights cannot be downloaded
+on an offline machine. For the embedded benchmark raygan trains this CNN on
+held-out procedural images of both styles, with three heads:
+  domain  1 logit, source (0) vs target (1)  -> realism classifier p_t (DCL Eq. 3)
+  kind    kind of the largest shape          -> makes the features shape-aware
+  count   number of shapes (0-based)
+Its 128-d penultimate layer feeds `fd_shapesnet`; its conv activations feed the
+perceptual-distance fallback of intra-cluster diversity. Metrics computed with it
+carry "shapesnet" in their names.
+"""
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from raygan.data import synthetic
+
+VERSION = "v1"          # bump when the architecture, data or recipe changes (invalidates caches)
+DEFAULT_STEPS = 1200
+TRAIN_SEED = 20_000     # scene seed of the training pool; disjoint from shots (0..) and held-out (10_000+)
+FEATURE_DIM = 128
+
+
+class ShapesNet(nn.Module):
+    def __init__(self, n_kinds: int = len(synthetic.KINDS), n_counts: int = synthetic.MAX_SHAPES,
+                 width: int = 16):
+        super().__init__()
+        chans = [3, width, 2 * width, 4 * width, 4 * width]
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+            for cin, cout in zip(chans[:-1], chans[1:]))
+        self.embed = nn.Sequential(nn.Linear(chans[-1], FEATURE_DIM), nn.ReLU())
+        self.domain_head = nn.Linear(FEATURE_DIM, 1)
+        self.kind_head = nn.Linear(FEATURE_DIM, n_kinds)
+        self.count_head = nn.Linear(FEATURE_DIM, n_counts)
+
+    def layer_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Post-ReLU activations of every conv block (before its pooling), [B, C, H, W] each."""
+        outs = []
+        for i, block in enumerate(self.blocks):
+            # Max pooling keeps thin strokes and corners (it learnt shape kinds much faster than avg).
+            x = block(x if i == 0 else F.max_pool2d(x, 2))
+            outs.append(x)
+        return outs
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The 128-d penultimate features [B, 128]."""
+        return self.embed(self.layer_features(x)[-1].mean((2, 3)))
+
+    def forward(self, x: torch.Tensor) -> dict:
+        h = self.features(x)
+        return {"domain": self.domain_head(h).squeeze(1), "kind": self.kind_head(h),
+                "count": self.count_head(h)}
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("RAYGAN_CACHE") or Path.home() / ".cache" / "raygan")
+
+
+def _cache_path(cache_dir, size: int, steps: int) -> Path:
+    suffix = "" if steps == DEFAULT_STEPS else f"_{steps}steps"
+    return Path(cache_dir or default_cache_dir()) / f"shapesnet_{size}px_{VERSION}{suffix}.pt"
+
+
+def _training_pool(size: int, n_scenes: int):
+    """Both renderings of the same scenes, so the domain head can only use style, not content."""
+    scenes = synthetic.sample_scenes(TRAIN_SEED, n_scenes)
+    images = torch.cat([synthetic.render(scenes, size, "source"), synthetic.render(scenes, size, "target")])
+    labels = synthetic.scene_labels(scenes)
+    return (images, torch.cat([torch.zeros(n_scenes), torch.ones(n_scenes)]),
+            labels["kind"].repeat(2), labels["count"].repeat(2))
+
+
+def train_shapesnet(size: int = 32, steps: int = DEFAULT_STEPS, batch_size: int = 64,
+                    n_scenes: int | None = None, device="cpu", seed: int = 0) -> ShapesNet:
+    """Train a ShapesNet from scratch (seeded; the global RNG state is left untouched).
+    The pool has n_scenes scenes in both styles; by default about one image per sample drawn
+    (3000 scenes for the default recipe), so short test runs do not render a large pool."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    t0 = time.time()
+    n_scenes = n_scenes or int(min(3000, max(128, steps * batch_size // 2)))
+    images, domain, kind, count = _training_pool(size, n_scenes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = ShapesNet().to(device).train()
+        opt = torch.optim.Adam(net.parameters(), lr=5e-3)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=5e-3, total_steps=max(steps, 2), pct_start=0.15)
+        gen = torch.Generator().manual_seed(seed)
+        for _ in range(steps):
+            idx = torch.randint(len(images), (batch_size,), generator=gen)
+            x = images[idx]
+            flip = torch.rand(batch_size, generator=gen) < 0.5   # labels are mirror-invariant
+            x = torch.where(flip[:, None, None, None], x.flip(3), x).to(device)
+            out = net(x)
+            loss = (F.binary_cross_entropy_with_logits(out["domain"], domain[idx].to(device))
+                    + F.cross_entropy(out["kind"], kind[idx].to(device))
+                    + F.cross_entropy(out["count"], count[idx].to(device)))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    net.eval()
+    print(f"shapesnet: trained {size}px, {steps} steps in {time.time() - t0:.1f}s (final loss {loss.item():.3f})")
+    return net
+
+
+@torch.no_grad()
+def heldout_accuracy(net: ShapesNet, size: int = 32, n: int = 500, seed: int = 0) -> dict:
+    """Accuracy of each head on held-out scenes (both styles); never seen in training."""
+    device = next(net.parameters()).device
+    scenes = synthetic.sample_scenes(synthetic.HELD_OUT_OFFSET + seed, n)
+    labels = synthetic.scene_labels(scenes)
+    acc = {"domain": 0.0, "kind": 0.0, "count": 0.0}
+    for target, style in enumerate(synthetic.STYLES):
+        out = net(synthetic.render(scenes, size, style).to(device))
+        acc["domain"] += ((out["domain"] > 0).long().cpu() == target).float().mean().item() / 2
+        acc["kind"] += (out["kind"].argmax(1).cpu() == labels["kind"]).float().mean().item() / 2
+        acc["count"] += (out["count"].argmax(1).cpu() == labels["count"]).float().mean().item() / 2
+    return acc
+
+
+def load_shapesnet(size: int = 32, cache_dir=None, device="cpu", steps: int = DEFAULT_STEPS) -> ShapesNet:
+    """The ShapesNet for `size`, in eval mode: from the cache (`cache_dir`, else $RAYGAN_CACHE,
+    else ~/.cache/raygan), otherwise trained now and cached atomically. A cache file that
+    cannot be loaded is reported, retrained and overwritten."""
+    path = _cache_path(cache_dir, size, steps)
+    if path.exists():
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            if blob.get("version") != VERSION or blob.get("size") != size:
+                raise ValueError(f"version/size mismatch ({blob.get('version')}, {blob.get('size')})")
+            net = ShapesNet()
+            net.load_state_dict(blob["state_dict"])
+            return net.to(device).eval()
+        except Exception as exc:  # any unreadable file means: rebuild it
+            warnings.warn(f"shapesnet cache {path} is unusable ({type(exc).__name__}: {exc}); retraining")
+    net = train_shapesnet(size, steps=steps, device=device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    torch.save({"version": VERSION, "size": size, "steps": steps, "state_dict": state}, tmp)
+    os.replace(tmp, path)
+    return net
+
+
+@torch.no_grad()
+def batched(fn, images: torch.Tensor, batch_size: int = 250, device=None) -> torch.Tensor:
+    """Apply fn to images in batches (no grad) and concatenate the results on the CPU."""
+    if device is None:
+        device = next(fn.parameters()).device if isinstance(fn, nn.Module) else "cpu"
+    outs = [fn(images[i:i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)]
+    return torch.cat(outs) if outs else torch.zeros(0)
+
+
+def extract_features(images: torch.Tensor, net: ShapesNet, batch_size: int = 250) -> torch.Tensor:
+    """[N, 128] ShapesNet features of images in [-1, 1]."""
+    device = next(net.parameters()).device
+    return batched(net.features, images, batch_size, device)
