@@ -10,7 +10,6 @@ import math
 import os
 import pickle
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,8 +47,8 @@ def load_file(path) -> dict:
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe content"
         raise UserError(path, f"refused: not a plain weights file ({first[:120]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise UserError(path, f"corrupt or truncated checkpoint ({type(e).__name__})") from None
+    except Exception as e:  # torch.load raises many types on bad bytes (KeyError, EOFError, RuntimeError, ...)
+        raise UserError(path, f"corrupt, truncated or not a torch checkpoint ({type(e).__name__})") from None
     if not isinstance(state, dict) or "g_ema" not in state:
         raise UserError(path, "expected a dict with 'g_ema' (rosinality StyleGAN2 layout)")
     return state
@@ -57,9 +56,12 @@ def load_file(path) -> dict:
 
 def infer_generator_config(sd: dict) -> dict:
     """Constructor args of the port's Generator that reproduce these shapes."""
-    n_mlp = sum(1 for k in sd if k.startswith("style.") and k.endswith(".weight"))
+    def count(prefix, leaf):  # keys "<prefix>.<i>.<leaf>"
+        return sum(1 for k in sd if k.split(".")[0] == prefix and k.split(".")[2:] == [leaf])
+
+    n_mlp = count("style", "weight")
     style_dim = sd["style.1.weight"].shape[0]
-    size = 2 ** (2 + sum(1 for k in sd if k.startswith("to_rgbs.") and k.endswith(".bias")))
+    size = 2 ** (2 + count("to_rgbs", "bias"))
     c4 = sd["input.input"].shape[1]
     for cm in (2, 1, 4):
         for cmax in sorted({512, c4}):
