@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--size", type=int, default=32)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
+    q.add_argument("--init", help="continue training from this checkpoint")
     return p
 
 
@@ -78,7 +79,7 @@ def cmd_train(args) -> int:
 def cmd_pretrain(args) -> int:
     from raygan.pretrain import pretrain
 
-    pretrain(args.out, steps=args.steps, size=args.size, seed=args.seed, force=args.force)
+    pretrain(args.out, steps=args.steps, size=args.size, seed=args.seed, force=args.force, init=args.init)
     return 0
 
 

@@ -26,7 +26,7 @@ def _source_pool(n: int, size: int, seed: int) -> torch.Tensor:
 
 
 def pretrain(out, steps=5000, size=32, seed=0, force=False, batch=8, lr=0.002, r1=0.1,
-             r1_every=16, ema_decay=0.995, pool=20_000, log_every=250) -> Path:
+             r1_every=16, ema_decay=0.995, pool=20_000, log_every=250, init=None) -> Path:
     from torchvision.utils import save_image
 
     from raygan.models.checkpoint import save_atomic
@@ -40,7 +40,14 @@ def pretrain(out, steps=5000, size=32, seed=0, force=False, batch=8, lr=0.002, r
     g = Generator(size, **EMBEDDED_G)
     d = Discriminator(size, channel_multiplier=EMBEDDED_G["channel_multiplier"],
                       channel_max=EMBEDDED_G["channel_max"])
+    if init is not None:  # continue an earlier run
+        from raygan.models.checkpoint import load_file
+
+        state = load_file(init)
+        g.load_state_dict(state["g"]), d.load_state_dict(state["d"])
     g_ema = copy.deepcopy(g).eval().requires_grad_(False)
+    if init is not None:
+        g_ema.load_state_dict(state["g_ema"])
     ratio = r1_every / (r1_every + 1)
     g_opt = torch.optim.Adam(g.parameters(), lr=lr, betas=(0.0, 0.99))
     d_opt = torch.optim.Adam(d.parameters(), lr=lr * ratio, betas=(0.0, 0.99 ** ratio))

@@ -5,8 +5,11 @@ Two InfoNCE terms keep the adapted generator G_t close to the source G_s:
   source counterpart G_s^l(z_i) than to G_s^l(z_j), j ≠ i;
 - L_CL2 (Eq. 7) on a discriminator layer l': D^l'(G_t(z_i)) must be nearer to
   D^l'(G_s(z_i)) than to the real target shots x_j.
-Objective (Eq. 8): min_G max_D L_adv + λ1 L_CL1 + λ2 L_CL2, so D maximises λ2 L_CL2.
-Layers l and l' are drawn at random every step. D follows the CDC setup.
+Objective (Eq. 8): min_G max_D L_adv + λ1 L_CL1 + λ2 L_CL2. The paper's text
+uses D as a feature encoder that "maximizes the agreement" of the positive pair,
+so by default D *minimises* λ2 L_CL2 too; ``d_maximizes_cl2`` reads Eq. 8
+literally instead. Layers l and l' are drawn at random every step. D follows
+the CDC setup.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ class Config(CDCSetup):
     g_layers: list[int] = knob([], help="generator layers for L_CL1 (indices); [] = all")
     d_layers: list[int] = knob([], help="D blocks for L_CL2 (indices); [] = all but the first")
     feature_pool: str = knob("flatten", choices=["flatten", "gap"])
+    d_maximizes_cl2: bool = knob(False, help="Eq. 8 literally: D maximises λ2 L_CL2")
 
     def validate(self, where, section):
         if any(i < 0 for i in self.g_layers + self.d_layers):
@@ -73,4 +77,5 @@ class Method(FewShotAdapter):
             return super().d_extra(z, noise, fake, fake_d, real_d, step)
         source_img, _ = self._source(z, noise)
         l_cl2 = self._l_cl2(fake_d[1], source_img, step)
-        return -self.cfg.lambda2 * l_cl2, {"loss/cl2_d": l_cl2.item()}
+        sign = -1.0 if self.cfg.d_maximizes_cl2 else 1.0
+        return sign * self.cfg.lambda2 * l_cl2, {"loss/cl2_d": l_cl2.item()}

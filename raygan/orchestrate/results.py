@@ -23,7 +23,7 @@ def ranked_rows(results, exp: Experiment) -> list[dict]:
     for r in results:
         m = r.metrics or {}
         params = {k: v for k, v in (r.config or {}).items() if k in exp.space}
-        row = {"trial": Path(r.path).name.split("_")[1] if r.path else "?",
+        row = {"trial": m.get("trial_id", "?"),
                **params, **{k: v for k, v in m.items() if _is_result_metric(k)}}
         row["status"] = "error: " + str(r.error).strip().splitlines()[-1][:80] if r.error else "ok"
         row["_params"], row["_path"] = params, r.path

@@ -51,18 +51,20 @@ def train_loop_per_worker(config: dict) -> None:
 
     hooks = Hooks(report=report, restore=restore, rank=rank, world_size=world,
                   grad_sync=all_reduce_mean if world > 1 else no_sync,
-                  log_dir=runtime.get("log_dir") if rank == 0 else None, device=str(device))
+                  log_dir=runtime.get("log_dir") if rank == 0 else None, device=str(device),
+                  progress=lambda line: print(f"[{runtime['label']}] {line}", flush=True))
     run(config, hooks)
 
 
 def fit_trial(config: dict, scaling, name: str, storage: str, log_dir: str | None,
-              callbacks=()) -> None:
+              callbacks=(), label: str = "train"):
     """Run one config through a TorchTrainer (blocking)."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
     threads = config["train"]["torch_threads"] or max(1, int(scaling.cpus_per_worker))
-    config = dict(config, _runtime={"torch_threads": threads, "use_gpu": scaling.use_gpu, "log_dir": log_dir})
+    config = dict(config, _runtime={"torch_threads": threads, "use_gpu": scaling.use_gpu, "log_dir": log_dir,
+                                   "label": label})
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,

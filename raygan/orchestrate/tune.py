@@ -25,7 +25,7 @@ def _trial(params: dict, *, base: dict, scaling, metric: str) -> None:
     # A stable Train run name per trial, so a restarted trial finds its checkpoints.
     fit_trial(resolve(base, params), scaling, name=f"train_{ctx.get_trial_id()}",
               storage=str(Path(trial_dir).parent / "_train"), log_dir=trial_dir,
-              callbacks=[TuneReportCallback()])
+              callbacks=[TuneReportCallback()], label=f"trial {ctx.get_trial_id()}")
 
 
 def _searcher(exp: Experiment):
@@ -78,8 +78,9 @@ def run_search(exp: Experiment, resume: bool = False):
 
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
-                 log_to_driver=True, configure_logging=False)
+        # The dashboard (on 127.0.0.1 only) also serves the State API that Ray Train polls.
+        ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=True,
+                 dashboard_host="127.0.0.1", configure_logging=False)
     trainable = tune.with_resources(
         tune.with_parameters(_trial, base=exp.trial_config, scaling=exp.scaling, metric=exp.search.metric),
         {"cpu": TRIAL_CPUS})
