@@ -1,0 +1,68 @@
+"""P7: fixed cost per trial of `raygan tune` (start-up + teardown), and its share of a default trial.
+
+Runs the same small DCL config (a) in-process through the plain loop and (b) as
+Tune trials, each a Ray Train run, one at a time; the difference per trial is
+the fixed cost. Usage: python benchmarks/trial_overhead.py [--trials 3] [--steps 20]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=20)
+    args = ap.parse_args()
+
+    import os
+
+    import ray
+    import torch
+
+    from raygan.loop import Hooks, run
+    from raygan.orchestrate.tune import run_search
+    from raygan.search_space import load_experiment
+
+    tmp = Path(tempfile.mkdtemp())
+    doc = {"name": "overhead", "method": {"name": "dcl", "lambda1": {"loguniform": [1.0, 3.0]}},
+           "train": {"steps": args.steps, "eval_every": args.steps, "eval_samples": 100, "torch_threads": 1},
+           "search": {"num_samples": args.trials, "max_concurrent": 1, "searcher": "random"},
+           "output": {"dir": str(tmp / "results")}}
+    (tmp / "overhead.yaml").write_text(yaml.safe_dump(doc))
+    exp = load_experiment(tmp / "overhead.yaml")
+
+    torch.set_num_threads(1)
+    run(exp.trial_config, Hooks(report=lambda m, s: None))  # warm caches and imports
+    bare = []
+    for _ in range(args.trials):
+        t0 = time.perf_counter()
+        run(exp.trial_config, Hooks(report=lambda m, s: None))
+        bare.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    ray.init(include_dashboard=True, dashboard_host="127.0.0.1", configure_logging=False)
+    t_init = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    results, _ = run_search(exp)
+    t_search = time.perf_counter() - t0
+    in_tune = [r.metrics["time_total_s"] for r in results]
+    ray.shutdown()
+
+    per_trial = t_search / args.trials
+    fixed = per_trial - statistics.median(bare)
+    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, ray {ray.__version__}")
+    print(f"bare loop, {args.steps} steps + 1 evaluation: median {statistics.median(bare):.1f} s  {[round(b, 1) for b in bare]}")
+    print(f"trial time inside Tune (time_total_s): median {statistics.median(in_tune):.1f} s")
+    print(f"ray.init: {t_init:.1f} s; search wall: {t_search:.1f} s for {args.trials} sequential trials")
+    print(f"fixed cost per trial: {fixed:.1f} s (wall per trial {per_trial:.1f} s - bare {statistics.median(bare):.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
