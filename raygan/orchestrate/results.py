@@ -29,8 +29,10 @@ def ranked_rows(results, exp: Experiment) -> list[dict]:
         row["_params"], row["_path"] = params, r.path
         rows.append(row)
 
-    def key(row):
+    def key(row):  # finished trials by metric, then those without a finite metric, then errors
         v = row.get(metric)
+        if row["status"] != "ok":
+            return (2, 0)
         return (0, sign * v) if isinstance(v, (int, float)) and math.isfinite(v) else (1, 0)
     return sorted(rows, key=key)
 

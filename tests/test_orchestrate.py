@@ -1,0 +1,51 @@
+"""The experiment's search settings become the right Tune/Optuna objects."""
+import textwrap
+
+import optuna
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+from raygan.orchestrate.results import ranked_rows
+from raygan.orchestrate.tune import _scheduler, _searcher
+from raygan.search_space import load_experiment
+
+
+def exp_from(tmp_path, search: str):
+    p = tmp_path / "e.yaml"
+    p.write_text(textwrap.dedent(f"""
+        method: {{name: dcl, tau: {{uniform: [0.05, 0.1]}}, g_layers: {{choice: [[0, 1], [2]]}}}}
+        train: {{steps: 300, eval_every: 50}}
+        search: {search}
+    """))
+    return load_experiment(p)
+
+
+def test_tpe_and_random_samplers_and_concurrency(tmp_path):
+    tpe = _searcher(exp_from(tmp_path, "{searcher: tpe, max_concurrent: 3, seed: 7}"))
+    assert tpe.max_concurrent == 3
+    assert isinstance(tpe.searcher._sampler, optuna.samplers.TPESampler)
+    rnd = _searcher(exp_from(tmp_path, "{searcher: random, metric: realism, mode: max}"))
+    assert isinstance(rnd.searcher._sampler, optuna.samplers.RandomSampler)
+    assert rnd.searcher.metric == "realism" and rnd.searcher.mode == "max"
+
+
+def test_asha_counts_in_steps(tmp_path):
+    assert isinstance(_scheduler(exp_from(tmp_path, "{scheduler: fifo}")), FIFOScheduler)
+    asha = _scheduler(exp_from(tmp_path, "{scheduler: asha, grace_period: 2}"))
+    assert isinstance(asha, ASHAScheduler)
+    assert asha._time_attr == "step" and asha._max_t == 300
+    assert min(r[0] for r in asha._brackets[0]._rungs) == 100  # 2 evaluations of 50 steps
+
+
+class FakeResult:
+    def __init__(self, fd, error=None, lam=1.0):
+        self.metrics = {"trial_id": f"t{fd}", "fd_shapesnet": fd, "realism": 0.5, "step": 300}
+        self.config = {"method.tau": lam, "method.g_layers": "[2]"}
+        self.error, self.path = error, None
+
+
+def test_ranking_puts_errors_last_and_best_first(tmp_path):
+    exp = exp_from(tmp_path, "{metric: fd_shapesnet, mode: min}")
+    rows = ranked_rows([FakeResult(30.0), FakeResult(float("nan")), FakeResult(10.0),
+                        FakeResult(5.0, error=RuntimeError("boom\nloss became non-finite"))], exp)
+    assert [r["trial"] for r in rows] == ["t10.0", "t30.0", "tnan", "t5.0"]
+    assert rows[-1]["status"] == "error: loss became non-finite"
