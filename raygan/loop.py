@@ -83,5 +83,9 @@ def run(cfg: dict, hooks: Hooks) -> dict:
             hooks.progress(" ".join(f"{k}={v:.4g}" for k, v in metrics.items() if not k.startswith("loss/")))
         hooks.report(metrics, method.state_dict() if hooks.rank == 0 else None)
     if writer is not None:
+        from torchvision.utils import save_image
+
+        grid = torch.nn.functional.interpolate(evaluator.grid(method.g)[None], scale_factor=3, mode="nearest")
+        save_image(grid, f"{hooks.log_dir}/samples.png")  # top: G_s, bottom: G_t, same z; 3x for viewing
         writer.close()
     return metrics

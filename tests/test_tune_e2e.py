@@ -65,6 +65,7 @@ def test_tune_micro_space_end_to_end(tmp_path, capsys, monkeypatch):
         images = acc.Images("samples/source_vs_adapted")
         assert [i.step for i in images] == [2, 4]
         assert "fd_shapesnet" in acc.Tags()["scalars"]
+        assert (d / "samples.png").stat().st_size > 0
 
     # Running again does not overwrite the finished experiment.
     assert main(["tune", str(space), "--output", str(out)]) == 2

@@ -91,7 +91,7 @@ def run_search(exp: Experiment, resume: bool = False):
             trainable,
             param_space={k: d.to_tune() for k, d in exp.space.items()},
             tune_config=tune.TuneConfig(search_alg=_searcher(exp), scheduler=_scheduler(exp),
-                                        num_samples=exp.search.num_samples),
+                                        num_samples=exp.search.num_samples, reuse_actors=True),
             run_config=tune.RunConfig(name=exp.name, storage_path=str(storage), verbose=1,
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )
