@@ -148,7 +148,9 @@ class SearchConfig:
 class ScalingConfig:
     num_workers: int = knob(1, lo=1)
     use_gpu: bool = knob(False)
-    cpus_per_worker: float = knob(1.0, lo=0.0, lo_open=True)
+    # 0.9, not 1: each trial's coordinating actor holds 0.01 CPU, so two 1-CPU
+    # trials would need 2.02 CPUs and never both start on a 2-core machine.
+    cpus_per_worker: float = knob(0.9, lo=0.0, lo_open=True)
 
 
 @dataclass

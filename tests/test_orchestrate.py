@@ -2,10 +2,12 @@
 import textwrap
 
 import optuna
+import pytest
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from raygan.orchestrate.results import ranked_rows
-from raygan.orchestrate.tune import _scheduler, _searcher
+from raygan.errors import UserError
+from raygan.orchestrate.tune import _scheduler, _searcher, fit_concurrency
 from raygan.search_space import load_experiment
 
 
@@ -26,6 +28,18 @@ def test_tpe_and_random_samplers_and_concurrency(tmp_path):
     rnd = _searcher(exp_from(tmp_path, "{searcher: random, metric: realism, mode: max}"))
     assert isinstance(rnd.searcher._sampler, optuna.samplers.RandomSampler)
     assert rnd.searcher.metric == "realism" and rnd.searcher.mode == "max"
+
+
+def test_concurrency_fits_the_cluster(tmp_path, capsys):
+    exp = exp_from(tmp_path, "{max_concurrent: 4}")
+    exp.scaling.cpus_per_worker = 1.0
+    assert fit_concurrency(exp, 2.0) == 1  # 2 x (1 + 0.01) > 2: the second would fail, not queue
+    assert "1 trial(s) at a time fit 2 CPUs" in capsys.readouterr().out
+    exp.scaling.cpus_per_worker = 0.9
+    assert fit_concurrency(exp, 2.0) == 2 and fit_concurrency(exp, 16.0) == 4
+    exp.scaling.num_workers = 3
+    with pytest.raises(UserError, match="one trial needs 2.71 CPUs"):
+        fit_concurrency(exp, 2.0)
 
 
 def test_asha_counts_in_steps(tmp_path):

@@ -151,7 +151,7 @@ class FewShotAdapter:
             n = max(1, b // 2)
             img, latents = self.g([self.sample_z(n, step)], return_latents=True)
             pl, self.mean_path, length = path_length_penalty(img, latents, self.mean_path)
-            loss = loss + self.train.pl_weight * pl * self.train.pl_every + 0 * img[0, 0, 0, 0]
+            loss = loss + self.train.pl_weight * pl * self.train.pl_every
             logs["loss/path_length"] = length.item()
         self.g_optim.zero_grad(set_to_none=True)
         loss.backward()

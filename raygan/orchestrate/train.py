@@ -62,7 +62,7 @@ def fit_trial(config: dict, scaling, name: str, storage: str, log_dir: str | Non
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    threads = config["train"]["torch_threads"] or max(1, int(scaling.cpus_per_worker))
+    threads = config["train"]["torch_threads"] or max(1, round(scaling.cpus_per_worker))
     config = dict(config, _runtime={"torch_threads": threads, "use_gpu": scaling.use_gpu, "log_dir": log_dir,
                                    "label": label})
     trainer = TorchTrainer(

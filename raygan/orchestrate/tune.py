@@ -28,7 +28,21 @@ def _trial(params: dict, *, base: dict, scaling, metric: str) -> None:
               callbacks=[TuneReportCallback()], label=f"trial {ctx.get_trial_id()}")
 
 
-def _searcher(exp: Experiment):
+def fit_concurrency(exp: Experiment, cluster_cpus: float) -> int:
+    """Trials that fit at once: a trial whose Train workers cannot be placed does
+    not queue, it fails after Ray Train's start-up timeout."""
+    sc = exp.scaling
+    per_trial = TRIAL_CPUS + sc.num_workers * sc.cpus_per_worker
+    fits = int(cluster_cpus // per_trial)
+    if fits < 1:
+        raise UserError(exp.path, f"scaling: one trial needs {per_trial:g} CPUs, the Ray cluster has {cluster_cpus:g}")
+    if fits < exp.search.max_concurrent:
+        print(f"raygan: {fits} trial(s) at a time fit {cluster_cpus:g} CPUs "
+              f"(search.max_concurrent is {exp.search.max_concurrent})", flush=True)
+    return min(fits, exp.search.max_concurrent)
+
+
+def _searcher(exp: Experiment, max_concurrent: int | None = None):
     import optuna
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
@@ -37,7 +51,7 @@ def _searcher(exp: Experiment):
     sampler = (optuna.samplers.TPESampler(seed=s.seed) if s.searcher == "tpe"
                else optuna.samplers.RandomSampler(seed=s.seed))
     return ConcurrencyLimiter(OptunaSearch(sampler=sampler, metric=s.metric, mode=s.mode),
-                              max_concurrent=s.max_concurrent)
+                              max_concurrent=max_concurrent or s.max_concurrent)
 
 
 def _scheduler(exp: Experiment):
@@ -81,6 +95,7 @@ def run_search(exp: Experiment, resume: bool = False):
         # The dashboard (on 127.0.0.1 only) also serves the State API that Ray Train polls.
         ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=True,
                  dashboard_host="127.0.0.1", configure_logging=False)
+    cpus = ray.cluster_resources().get("CPU", 0)
     trainable = tune.with_resources(
         tune.with_parameters(_trial, base=exp.trial_config, scaling=exp.scaling, metric=exp.search.metric),
         {"cpu": TRIAL_CPUS})
@@ -90,7 +105,8 @@ def run_search(exp: Experiment, resume: bool = False):
         tuner = tune.Tuner(
             trainable,
             param_space={k: d.to_tune() for k, d in exp.space.items()},
-            tune_config=tune.TuneConfig(search_alg=_searcher(exp), scheduler=_scheduler(exp),
+            tune_config=tune.TuneConfig(search_alg=_searcher(exp, fit_concurrency(exp, cpus)),
+                                        scheduler=_scheduler(exp),
                                         num_samples=exp.search.num_samples, reuse_actors=True),
             run_config=tune.RunConfig(name=exp.name, storage_path=str(storage), verbose=1,
                                       failure_config=tune.FailureConfig(max_failures=0)),
