@@ -14,17 +14,19 @@ from raygan.search_space import Experiment, resolve
 TRIAL_CPUS = 0.01  # the trial function only waits on its TorchTrainer; workers hold the CPUs
 
 
-def _trial(params: dict, *, base: dict, scaling, metric: str) -> None:
+def _trial(params: dict, *, base: dict, scaling, exp_dir: str) -> None:
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from raygan.orchestrate.train import fit_trial
 
     ctx = tune.get_context()
-    trial_dir = ctx.get_trial_dir()
+    # The trial's folder in the experiment's storage (get_trial_dir() may be a
+    # local working copy that is never synced when Tune reuses actors).
+    trial_dir = Path(exp_dir) / Path(ctx.get_trial_dir()).name
     # A stable Train run name per trial, so a restarted trial finds its checkpoints.
     fit_trial(resolve(base, params), scaling, name=f"train_{ctx.get_trial_id()}",
-              storage=str(Path(trial_dir).parent / "_train"), log_dir=trial_dir,
+              storage=str(Path(exp_dir) / "_train"), log_dir=str(trial_dir),
               callbacks=[TuneReportCallback()], label=f"trial {ctx.get_trial_id()}")
 
 
@@ -97,7 +99,7 @@ def run_search(exp: Experiment, resume: bool = False):
                  dashboard_host="127.0.0.1", configure_logging=False)
     cpus = ray.cluster_resources().get("CPU", 0)
     trainable = tune.with_resources(
-        tune.with_parameters(_trial, base=exp.trial_config, scaling=exp.scaling, metric=exp.search.metric),
+        tune.with_parameters(_trial, base=exp.trial_config, scaling=exp.scaling, exp_dir=str(exp_dir)),
         {"cpu": TRIAL_CPUS})
     if resume and tune.Tuner.can_restore(str(exp_dir)):
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
