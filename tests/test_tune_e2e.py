@@ -20,7 +20,7 @@ train:
   eval_every: 2
   eval_samples: 20
 search:
-  num_samples: 2
+  num_samples: 3      # > max_concurrent: the third trial runs in a reused Tune actor
   max_concurrent: 2
   searcher: tpe
 scaling:
@@ -41,7 +41,7 @@ def test_tune_micro_space_end_to_end(tmp_path, capsys, monkeypatch):
     assert f"tensorboard --logdir {exp_dir}" in printed
 
     rows = list(csv.DictReader(open(exp_dir / "results.csv")))
-    assert len(rows) == 2 and all(r["status"] == "ok" for r in rows)
+    assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)
     for r in rows:  # Optuna sampled inside the bounds; metrics came back from the Train workers
         assert 0.5 <= float(r["method.lambda1"]) <= 5.0 and 0.05 <= float(r["method.tau"]) <= 0.2
         assert 0.0 <= float(r["realism"]) <= 1.0 and float(r["fd_shapesnet"]) >= 0 and int(r["step"]) == 4
@@ -58,7 +58,7 @@ def test_tune_micro_space_end_to_end(tmp_path, capsys, monkeypatch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     trial_dirs = [p for p in exp_dir.iterdir() if p.is_dir() and p.name.startswith("_trial")]
-    assert len(trial_dirs) == 2
+    assert len(trial_dirs) == 3
     for d in trial_dirs:
         acc = EventAccumulator(str(d), size_guidance={"images": 0})
         acc.Reload()
