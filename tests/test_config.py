@@ -87,3 +87,11 @@ def test_help_does_not_import_torch_or_ray():
            "print(sorted(m for m in ('torch', 'ray', 'optuna') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("[]"), out
+
+
+def test_missing_checkpoint_path_is_caught_before_ray_starts(tmp_path, capsys):
+    path = write(tmp_path, "method: {name: dcl, tau: {uniform: [0.05, 0.1]}}\nmodel: {checkpoint: nope/g.pt}\n")
+    assert main(["tune", str(path), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "raygan: error: nope/g.pt: no such checkpoint file (expected a StyleGAN2 .pt in rosinality layout)"
+    assert not (tmp_path / "out").exists()

@@ -86,11 +86,11 @@ def run_search(exp: Experiment, resume: bool = False):
     if exp_dir.exists() and not resume and any(exp_dir.iterdir()):
         raise UserError(exp.path, f"results for '{exp.name}' already exist in {exp_dir} "
                                   "(use --resume, another output.name, or remove it)")
+    prepare_shared_assets(exp)  # also checks model.checkpoint before anything is written
     try:
         storage.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(exp.path, f"output.dir {storage} is not writable ({e.strerror})") from None
-    prepare_shared_assets(exp)
 
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     if not ray.is_initialized():
