@@ -48,6 +48,26 @@ def build_method(cfg: dict, device="cpu", grad_sync=no_sync, rank=0):
     return t, method, source
 
 
+def prepare(cfg: dict, methods: list[str], where: str, progress=print) -> None:
+    """Before any trial: check each method's knobs against the source model (a
+    module's ``check``) and build what its trials share (a module's ``prepare``,
+    e.g. RSSA's inversion of the shots). Other methods run with their defaults."""
+    from raygan.config import build
+    from raygan.data.synthetic import few_shot_target
+    from raygan.models.checkpoint import load_source
+
+    t = typed(cfg, where)
+    source = load_source(t["model"].checkpoint)
+    shots = few_shot_target(size=source.size, n_shots=t["data"].shots, seed=t["data"].seed)
+    for name in methods:
+        module = method_module(name)
+        mcfg = t["method"] if name == t["method_name"] else build(module.Config, {}, where, "method")
+        if hasattr(module, "check"):
+            module.check(mcfg, source, where)
+        if hasattr(module, "prepare"):
+            module.prepare(mcfg, source, shots, progress)
+
+
 def run(cfg: dict, hooks: Hooks) -> dict:
     from raygan.metrics.evaluate import Evaluator
 

@@ -10,13 +10,19 @@ a distribution written in place::
       tau: 0.07                          # constant
 
 Distributions map one-to-one onto Tune's: uniform, loguniform, int (inclusive
-bounds), choice. Each bound or option is validated like the knob itself.
+bounds), choice, grid (every option, each in its own trial). Each bound or
+option is validated like the knob itself. A list knob may hold distributions
+per element (``compression: [0, 0, {uniform: [0, 0.2]}, ...]``), searched as
+``method.compression.2``. The method itself may be a grid dimension
+(``method: {name: {grid: [tgan, dcl]}}``); each method then runs with its
+paper defaults.
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,11 +32,12 @@ import yaml
 from raygan import config as C
 from raygan.errors import UserError
 
-METHODS = {"tgan": "raygan.methods.finetune", "dcl": "raygan.methods.dcl"}
+METHODS = {"tgan": "raygan.methods.finetune", "freezed": "raygan.methods.freezed", "ewc": "raygan.methods.ewc",
+           "cdc": "raygan.methods.cdc", "dcl": "raygan.methods.dcl", "rssa": "raygan.methods.rssa"}
 TRAINABLE_SECTIONS = {"data": C.DataConfig, "model": C.ModelConfig, "train": C.TrainConfig}
 RUN_SECTIONS = {"search": C.SearchConfig, "scaling": C.ScalingConfig, "output": C.OutputConfig}
 TOP_KEYS = ["name", "method", *TRAINABLE_SECTIONS, *RUN_SECTIONS]
-DIST_KINDS = ("uniform", "loguniform", "int", "choice")
+DIST_KINDS = ("uniform", "loguniform", "int", "choice", "grid")
 
 
 def method_module(name: str):
@@ -52,6 +59,8 @@ class Dist:
             return tune.loguniform(*self.args)
         if self.kind == "int":
             return tune.randint(self.args[0], self.args[1] + 1)  # YAML bounds are inclusive
+        if self.kind == "grid":
+            return tune.grid_search(self.args)
         # Optuna's categorical accepts scalars only: encode lists as JSON text.
         return tune.choice([json.dumps(a) if isinstance(a, (list, dict)) else a for a in self.args])
 
@@ -60,13 +69,23 @@ class Dist:
 class Experiment:
     path: str
     name: str
-    method: str
+    method: str  # a method name, or "a|b|c" when the method is a grid dimension
     trial_config: dict  # nested constants: {"data": {...}, "train": {...}, "method": {...}}
     space: dict[str, Dist]  # dotted knob -> distribution
     search: C.SearchConfig
     scaling: C.ScalingConfig
     output: C.OutputConfig
     defaults_used: list = field(default_factory=list)
+
+    @property
+    def methods(self) -> list[str]:
+        """Every method this experiment runs."""
+        d = self.space.get("method.name")
+        return list(d.args) if d else [self.method]
+
+    @property
+    def is_grid(self) -> bool:
+        return any(d.kind == "grid" for d in self.space.values())
 
 
 def read_yaml(path) -> Any:
@@ -83,21 +102,24 @@ def read_yaml(path) -> Any:
         raise UserError(path, "not a text file (expected an experiment YAML)") from None
 
 
-def _parse_dist(f, spec: dict, where: str, key: str) -> Dist:
+def _parse_dist(f, spec: dict, where: str, key: str, tp=None) -> Dist:
     if len(spec) != 1 or next(iter(spec)) not in DIST_KINDS:
         raise UserError(where, f"{key}: expected a value or one distribution of {list(DIST_KINDS)}, got {spec!r}")
     kind, args = next(iter(spec.items()))
-    if not isinstance(args, list) or (kind != "choice" and len(args) != 2) or not args:
-        shape = "a non-empty list of options" if kind == "choice" else "[low, high]"
+    listed = kind in ("choice", "grid")
+    if not isinstance(args, list) or (not listed and len(args) != 2) or not args:
+        shape = "a non-empty list of options" if listed else "[low, high]"
         raise UserError(where, f"{key}: {kind} expects {shape}, got {args!r}")
-    if kind == "choice":
-        return Dist(kind, [C.check_value(f, a, where, key) for a in args])
-    tp = f.type
+    if listed:
+        return Dist(kind, [C.check_value(f, a, where, key, tp) for a in args])
+    tp = tp or f.type
+    if typing.get_origin(tp) is typing.Union:  # Optional[float]: a preset-governed knob
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
     if kind == "int" and tp is not int:
         raise UserError(where, f"{key}: int distribution on a non-integer knob; use uniform")
     if kind in ("uniform", "loguniform") and tp is not float:
         raise UserError(where, f"{key}: {kind} needs a real-valued knob; use int or choice")
-    lo, hi = (C.check_value(f, a, where, key) for a in args)
+    lo, hi = (C.check_value(f, a, where, key, tp) for a in args)
     if not lo < hi:
         raise UserError(where, f"{key}: expected low < high, got [{lo}, {hi}]")
     if kind == "loguniform" and lo <= 0:
@@ -118,10 +140,41 @@ def _split_section(cls, mapping, where, section, space) -> dict:
             raise UserError(where, f"unknown key '{section}.{key}' (expected one of: {', '.join(fields)})")
         if isinstance(value, dict):
             space[f"{section}.{key}"] = _parse_dist(fields[key], value, where, f"{section}.{key}")
+        elif isinstance(value, list) and any(isinstance(v, dict) for v in value):
+            constants[key] = _split_list(fields[key], value, where, f"{section}.{key}", space)
         else:
             constants[key] = value
     obj = C.build(cls, constants, where, section)  # validates constants and cross-field rules
     return dataclasses.asdict(obj)
+
+
+def _split_list(f, values: list, where: str, key: str, space) -> list:
+    """Per-element distributions of a list knob; the constant keeps each one's
+    first option / lower bound as a placeholder (what ``raygan train`` uses)."""
+    item_tp = (typing.get_args(f.type) or (None,))[0]
+    if typing.get_origin(f.type) is not list:
+        raise UserError(where, f"{key}: expected a value or one distribution, got a list")
+    out = []
+    for i, v in enumerate(values):
+        if isinstance(v, dict):
+            d = _parse_dist(f, v, where, f"{key}[{i}]", item_tp)
+            space[f"{key}.{i}"] = d
+            v = d.args[0]
+        out.append(v)
+    return out
+
+
+def _method_dist(spec, where: str) -> Dist:
+    """``method.name: {grid: [...]}`` (or choice) -> a Dist over method names."""
+    if len(spec) != 1 or next(iter(spec)) not in ("grid", "choice"):
+        raise UserError(where, f"method.name: expected a method or {{grid: [methods]}}, got {spec!r}")
+    names = next(iter(spec.values()))
+    if not isinstance(names, list) or not names:
+        raise UserError(where, "method.name: grid expects a non-empty list of methods")
+    bad = [n for n in names if n not in METHODS]
+    if bad:
+        raise UserError(where, f"method.name: expected methods from {list(METHODS)}, got {bad}")
+    return Dist(next(iter(spec)), names)
 
 
 def load_experiment(path) -> Experiment:
@@ -136,29 +189,41 @@ def load_experiment(path) -> Experiment:
     if not isinstance(method, dict) or "name" not in method:
         raise UserError(where, f"method: expected a mapping with 'name' (one of {list(METHODS)})")
     mname = method["name"]
-    if mname not in METHODS:
+    space: dict[str, Dist] = {}
+    knobs = {k: v for k, v in method.items() if k != "name"}
+    if isinstance(mname, dict):
+        space["method.name"] = _method_dist(mname, where)
+        if knobs:
+            raise UserError(where, f"method.{next(iter(knobs))}: with method.name a grid, every method runs "
+                                   "with its paper defaults (tune one method's knobs in its own file)")
+        mname = space["method.name"].args[0]
+    elif mname not in METHODS:
         raise UserError(where, f"method.name: expected one of {list(METHODS)}, got {mname!r}")
 
-    space: dict[str, Dist] = {}
     trial = {s: _split_section(cls, doc.get(s), where, s, space) for s, cls in TRAINABLE_SECTIONS.items()}
-    knobs = {k: v for k, v in method.items() if k != "name"}
     trial["method"] = _split_section(method_module(mname).Config, knobs, where, "method", space)
+    if "method.name" in space:  # each method builds its own defaults in its trials
+        trial["method"] = {}
     trial["method"]["name"] = mname
     run = {s: C.build(cls, doc.get(s), where, s) for s, cls in RUN_SECTIONS.items()}
     name = doc.get("name") or run["output"].name or Path(path).stem
     if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
         raise UserError(where, f"name: expected letters, digits, '-' or '_', got {name!r}")
-    return Experiment(where, name, mname, trial, space, **run)
+    label = "|".join(space["method.name"].args) if "method.name" in space else mname
+    return Experiment(where, name, label, trial, space, **run)
 
 
 def resolve(trial_config: dict, sampled: dict) -> dict:
     """Put sampled values (dotted keys, as Tune gives them) into the nested config."""
     out = json.loads(json.dumps(trial_config))
     for dotted, value in sampled.items():
-        section, key = dotted.split(".", 1)
+        section, key, *index = dotted.split(".")
         if isinstance(value, str) and value[:1] in "[{":
             value = json.loads(value)
-        out[section][key] = value
+        if index:  # one element of a list knob
+            out[section][key][int(index[0])] = value
+        else:
+            out[section][key] = value
     return out
 
 

@@ -51,7 +51,7 @@ class Method(FewShotAdapter):
     def _source(self, z, noise):
         """G_s(z) and its layer features, computed once per step without gradients."""
         with torch.no_grad():
-            img, _, feats = self.g_source([z], noise=noise, return_feats=True)
+            img, _, feats = self.generate(self.g_source, z, noise, return_feats=True)
         return img, feats
 
     def _l_cl2(self, fake_feats, source_img, step):

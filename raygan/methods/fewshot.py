@@ -52,26 +52,34 @@ class FewShotAdapter:
         self.rng = random.Random(seed)
         self.torch_rng = torch.Generator().manual_seed(seed)
         self.patch = None
-        d_params = list(self.d.parameters())
         if getattr(cfg, "patch_d", False):
             ch = self.d.block_channels()[cfg.patch_block]
             self.patch = PatchHead(ch).to(device)
-            d_params += list(self.patch.parameters())
             self.anchors = torch.randn(cfg.n_anchors, self.g.style_dim, generator=self.torch_rng).to(device)
+        self.g_trainable, self.d_trainable = self.g_params(), self.d_params()
         betas = (train.beta1, train.beta2)
         # Lazy-regularisation correction of lr and betas, as in StyleGAN2.
         g_ratio = train.pl_every / (train.pl_every + 1) if train.pl_weight > 0 else 1.0
         d_ratio = train.r1_every / (train.r1_every + 1) if train.r1 > 0 else 1.0
-        self.g_optim = torch.optim.Adam(self.g_params(), lr=train.lr * g_ratio,
+        self.g_optim = torch.optim.Adam(self.g_trainable, lr=train.lr * g_ratio,
                                         betas=tuple(b ** g_ratio for b in betas))
-        self.d_optim = torch.optim.Adam(d_params, lr=train.lr * d_ratio,
+        self.d_optim = torch.optim.Adam(self.d_trainable, lr=train.lr * d_ratio,
                                         betas=tuple(b ** d_ratio for b in betas))
         self.mean_path = torch.zeros((), device=device)
         self.step_count = 0
 
     # -- hooks a method may override -------------------------------------------------
-    def g_params(self):
-        return [p for p in self.g.parameters() if p.requires_grad]
+    def g_params(self) -> list:
+        """G_t's parameters that adaptation updates (all, unless a method says otherwise)."""
+        return list(self.g.parameters())
+
+    def d_params(self) -> list:
+        """D's (and the patch head's) parameters that adaptation updates."""
+        return list(self.d.parameters()) + (list(self.patch.parameters()) if self.patch is not None else [])
+
+    def generate(self, g, z, noise, **kwargs):
+        """G(z) for G_s or G_t; a method may change how z becomes styles (RSSA)."""
+        return g([z], noise=noise, **kwargs)
 
     def g_extra(self, z, noise, fake, feats, fake_d, step) -> tuple[torch.Tensor, dict]:
         """Extra generator terms; ``feats`` are G_t's layer features, ``fake_d`` is
@@ -116,12 +124,18 @@ class FewShotAdapter:
         self.step_count += 1
         return logs
 
+    def _train_only(self, params) -> None:
+        for net in (self.g, self.d, self.patch):
+            if net is not None:
+                net.requires_grad_(False)
+        for p in params:
+            p.requires_grad_(True)
+
     def _d_step(self, step, b) -> dict:
-        self.g.requires_grad_(False)
-        self.d.requires_grad_(True)
+        self._train_only(self.d_trainable)
         z, noise = self.sample_z(b, step), self.sample_noise(b)
         with torch.no_grad():
-            fake, _ = self.g([z], noise=noise)
+            fake, _ = self.generate(self.g, z, noise)
         real = self.real_batch(b)
         fake_d, real_d = self.discriminate(fake, step), self.discriminate(real, step)
         adv = d_nonsaturating(real_d[0], fake_d[0])
@@ -134,15 +148,14 @@ class FewShotAdapter:
             logs["loss/r1"] = r1.item()
         self.d_optim.zero_grad(set_to_none=True)
         loss.backward()
-        self.grad_sync(self.d_optim.param_groups[0]["params"])
+        self.grad_sync(self.d_trainable)
         self.d_optim.step()
         return {"loss/d_adv": adv.item(), **logs}
 
     def _g_step(self, step, b) -> dict:
-        self.g.requires_grad_(True)
-        self.d.requires_grad_(False)
+        self._train_only(self.g_trainable)
         z, noise = self.sample_z(b, step), self.sample_noise(b)
-        fake, _, feats = self.g([z], noise=noise, return_feats=True)
+        fake, _, feats = self.generate(self.g, z, noise, return_feats=True)
         fake_d = self.discriminate(fake, step)
         adv = g_nonsaturating(fake_d[0])
         extra, logs = self.g_extra(z, noise, fake, feats, fake_d, step)
@@ -155,7 +168,7 @@ class FewShotAdapter:
             logs["loss/path_length"] = length.item()
         self.g_optim.zero_grad(set_to_none=True)
         loss.backward()
-        self.grad_sync(self.g_params())
+        self.grad_sync(self.g_trainable)
         self.g_optim.step()
         return {"loss/g_adv": adv.item(), "loss/g_total": loss.item(), **logs}
 

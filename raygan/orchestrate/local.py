@@ -20,9 +20,10 @@ def _fresh_dir(exp: Experiment, out: Path) -> None:
 def train_local(exp: Experiment, out: Path) -> dict:
     import torch
 
-    from raygan.loop import Hooks, run
+    from raygan.loop import Hooks, prepare, run
     from raygan.models.checkpoint import save_atomic
 
+    prepare(exp.trial_config, [exp.trial_config["method"]["name"]], exp.path)
     _fresh_dir(exp, out)
     threads = exp.trial_config["train"]["torch_threads"] or os.cpu_count()
     torch.set_num_threads(threads)
@@ -44,8 +45,8 @@ def train_on_ray(exp: Experiment, out: Path):
     from raygan.orchestrate.train import fit_trial
     from raygan.orchestrate.tune import prepare_shared_assets
 
-    _fresh_dir(exp, out)
     prepare_shared_assets(exp)
+    _fresh_dir(exp, out)
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False)
     result = fit_trial(exp.trial_config, exp.scaling, name="train", storage=str(out), log_dir=str(out))

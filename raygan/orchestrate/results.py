@@ -1,8 +1,10 @@
-"""After a search: the ranked table, results.csv and best_config.yaml."""
+"""After a search: the ranked table, results.csv and best_config.yaml; with the
+method as a search dimension also the comparison table (comparison.csv)."""
 from __future__ import annotations
 
 import csv
 import math
+import statistics
 from pathlib import Path
 
 import yaml
@@ -38,20 +40,61 @@ def ranked_rows(results, exp: Experiment) -> list[dict]:
 
 
 def _is_result_metric(k: str) -> bool:
-    return k in ("step", "realism", "fd_shapesnet", "sec_per_step") or k.startswith(("intra_", "fd_"))
+    return (k in ("step", "realism", "fd_shapesnet", "sec_per_step")
+            or k.startswith(("intra_", "fd_", "scs_")))
+
+
+def _write_csv(path: Path, rows: list[dict], cols: list[str]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows({c: r.get(c, "") for c in cols} for r in rows)
+
+
+def _print_table(rows: list[dict], cols: list[str], numbered: bool = True) -> None:
+    widths = {c: max(len(c), *(len(_fmt(r.get(c, ""))) for r in rows)) for c in cols}
+    lead = lambda x: [str(x).rjust(2)] if numbered else []
+    print("\n" + "  ".join(lead("#") + [c.ljust(widths[c]) for c in cols]))
+    for i, r in enumerate(rows, 1):
+        print("  ".join(lead(i) + [_fmt(r.get(c, "")).ljust(widths[c]) for c in cols]))
+
+
+def comparison(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Per trial (method, seed, metrics) and per method (mean ± std over seeds)."""
+    per_trial = [{"method": r["_params"].get("method.name"), "seed": r["_params"].get("train.seed", 0),
+                  **{k: v for k, v in r.items() if _is_result_metric(k) and k not in ("step", "sec_per_step")},
+                  "status": r["status"]} for r in rows]
+    per_trial.sort(key=lambda r: (str(r["method"]), r["seed"]))
+    metrics = list(dict.fromkeys(k for r in per_trial for k in r if k not in ("method", "seed", "status")))
+    per_method = []
+    for method in dict.fromkeys(r["method"] for r in per_trial):
+        ok = [r for r in per_trial if r["method"] == method and r["status"] == "ok"]
+        row = {"method": method, "seeds": len(ok)}
+        for m in metrics:
+            vals = [r[m] for r in ok if isinstance(r.get(m), (int, float))]
+            if vals:
+                sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+                row[m] = f"{statistics.mean(vals):.4g} ± {sd:.2g}"
+        per_method.append(row)
+    return per_trial, per_method
+
+
+def write_comparison(rows: list[dict], exp_dir: Path) -> list[dict]:
+    per_trial, per_method = comparison(rows)
+    cols = list(dict.fromkeys(k for r in per_trial for k in r))
+    _write_csv(exp_dir / "comparison.csv", per_trial, cols)
+    print("\ncomparison (mean ± std over seeds; per-trial values in comparison.csv):")
+    _print_table(per_method, list(dict.fromkeys(k for r in per_method for k in r)), numbered=False)
+    return per_method
 
 
 def write_summary(results, exp: Experiment, exp_dir: Path) -> list[dict]:
     rows = ranked_rows(results, exp)
     cols = [c for c in dict.fromkeys(k for r in rows for k in r if not k.startswith("_"))]
-    with open(exp_dir / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        w.writerows({c: r.get(c, "") for c in cols} for r in rows)
-    widths = {c: max(len(c), *(len(_fmt(r.get(c, ""))) for r in rows)) for c in cols}
-    print("\n" + "  ".join(["#".rjust(2)] + [c.ljust(widths[c]) for c in cols]))
-    for i, r in enumerate(rows, 1):
-        print("  ".join([str(i).rjust(2)] + [_fmt(r.get(c, "")).ljust(widths[c]) for c in cols]))
+    _write_csv(exp_dir / "results.csv", rows, cols)
+    _print_table(rows, cols)
+    if "method.name" in exp.space:
+        write_comparison(rows, exp_dir)
     best = rows[0] if rows and rows[0]["status"] == "ok" else None
     if best is not None:
         cfg = resolve(exp.trial_config, best["_params"])

@@ -45,11 +45,15 @@ def fit_concurrency(exp: Experiment, cluster_cpus: float) -> int:
 
 
 def _searcher(exp: Experiment, max_concurrent: int | None = None):
+    """Optuna (TPE or random); a space with grid dimensions goes to Tune's own
+    variant generator instead (every grid point x num_samples random draws)."""
     import optuna
-    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
     s = exp.search
+    if exp.is_grid:
+        return BasicVariantGenerator(max_concurrent=max_concurrent or s.max_concurrent, random_state=s.seed)
     sampler = (optuna.samplers.TPESampler(seed=s.seed) if s.searcher == "tpe"
                else optuna.samplers.RandomSampler(seed=s.seed))
     return ConcurrencyLimiter(OptunaSearch(sampler=sampler, metric=s.metric, mode=s.mode),
@@ -67,10 +71,13 @@ def _scheduler(exp: Experiment):
 
 
 def prepare_shared_assets(exp: Experiment) -> None:
-    """Build the cached metric networks once in the driver, not in every trial."""
+    """Check the methods against the source model and build the cached metric
+    networks (and e.g. RSSA's inversions) once in the driver, not in every trial."""
+    from raygan.loop import prepare
     from raygan.metrics.evaluate import warm_cache
     from raygan.models.checkpoint import load_source
 
+    prepare(exp.trial_config, exp.methods, exp.path, progress=lambda line: print(f"raygan: {line}", flush=True))
     warm_cache(load_source(exp.trial_config["model"]["checkpoint"]).size)
 
 

@@ -1,0 +1,51 @@
+"""EWC (Li et al., 2020): TGAN + λ_ewc Σ_i F_i (θ_i − θ_s,i)².
+
+F is the diagonal (empirical) Fisher information of G's weights, estimated
+once on the source model: the mean over single samples z of the squared
+gradient of the generator's adversarial log-likelihood, −softplus(−D_s(G_s(z))),
+with respect to each weight. Weights the source depends on most move least.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from raygan.config import knob
+from raygan.losses.regularizers import ewc_penalty
+from raygan.methods.fewshot import FewShotAdapter
+
+
+@dataclass
+class Config:
+    lambda_ewc: float = knob(5e8, lo=0.0, help="weight of the EWC penalty (the EWC paper's value)")
+    fisher_samples: int = knob(32, lo=1, help="samples z behind the Fisher estimate")
+
+
+def diagonal_fisher(g, d, n: int, style_dim: int, generator: torch.Generator, device="cpu") -> list:
+    """E_z[(∂ log D(G(z)) / ∂θ)²] per weight of g, one sample z at a time."""
+    fisher = [torch.zeros_like(p) for p in g.parameters()]
+    for _ in range(n):
+        z = torch.randn(1, style_dim, generator=generator).to(device)
+        log_likelihood = -F.softplus(-d(g([z])[0])).sum()
+        grads = torch.autograd.grad(log_likelihood, list(g.parameters()), allow_unused=True)
+        for f, gr in zip(fisher, grads):
+            if gr is not None:
+                f.add_(gr.pow(2) / n)
+    return fisher
+
+
+class Method(FewShotAdapter):
+    def __init__(self, cfg: Config, *args, **kwargs):
+        super().__init__(cfg, *args, **kwargs)
+        g_s = self.g_source.requires_grad_(True)  # gradients wrt the source weights, once
+        d_s = self.d.eval()
+        self.fisher = diagonal_fisher(g_s, d_s, cfg.fisher_samples, g_s.style_dim, self.torch_rng, self.device)
+        self.g_source.requires_grad_(False)
+        self.d.train()
+        self.source_params = [p.detach() for p in self.g_source.parameters()]
+
+    def g_extra(self, z, noise, fake, feats, fake_d, step):
+        penalty = ewc_penalty(list(self.g.parameters()), self.source_params, self.fisher)
+        return self.cfg.lambda_ewc * penalty, {"loss/ewc": penalty.item()}
