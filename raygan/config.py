@@ -128,8 +128,16 @@ class TrainConfig:
     pl_every: int = knob(4, lo=1)
     eval_every: int = knob(100, lo=1, help="steps between evaluations/checkpoints")
     eval_samples: int = knob(500, lo=20, hi=100_000, help="samples for realism/diversity/FD")
+    scs_edges: str = knob("sobel", choices=["sobel", "canny", "hed"],
+                          help="edge detector behind SCS (RSSA Eq. 9-10); hed needs hed_weights")
+    hed_weights: str = knob("", help="local path to the HED weights (sniklaus/pytorch-hed)")
     seed: int = knob(0, lo=0)
     torch_threads: int = knob(0, lo=0, help="0: one per CPU the worker was given")
+
+    def validate(self, where, section):
+        if self.scs_edges == "hed" and not self.hed_weights:
+            raise UserError(where, f"{section}.hed_weights: scs_edges 'hed' needs a local path to the HED "
+                                   "weights (or use sobel/canny)")
 
 
 @dataclass

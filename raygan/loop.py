@@ -56,7 +56,10 @@ def prepare(cfg: dict, methods: list[str], where: str, progress=print) -> None:
     from raygan.data.synthetic import few_shot_target
     from raygan.models.checkpoint import load_source
 
+    from raygan.metrics.scs import make_edge_detector
+
     t = typed(cfg, where)
+    make_edge_detector(t["train"].scs_edges, t["train"].hed_weights)  # a bad HED file fails here
     source = load_source(t["model"].checkpoint)
     shots = few_shot_target(size=source.size, n_shots=t["data"].shots, seed=t["data"].seed)
     for name in methods:
@@ -70,6 +73,7 @@ def prepare(cfg: dict, methods: list[str], where: str, progress=print) -> None:
 
 def run(cfg: dict, hooks: Hooks) -> dict:
     from raygan.metrics.evaluate import Evaluator
+    from raygan.metrics.scs import make_edge_detector
 
     t, method, source = build_method(cfg, hooks.device, hooks.grad_sync, hooks.rank)
     train = t["train"]
@@ -79,7 +83,7 @@ def run(cfg: dict, hooks: Hooks) -> dict:
     evaluator = writer = None
     if hooks.rank == 0:
         evaluator = Evaluator(method.g_source, method.shots, train.eval_samples, seed=train.seed,
-                              device=hooks.device)
+                              device=hooks.device, edges=make_edge_detector(train.scs_edges, train.hed_weights))
         if hooks.log_dir:
             from tensorboardX import SummaryWriter
             writer = SummaryWriter(hooks.log_dir)

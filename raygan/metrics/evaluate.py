@@ -5,7 +5,9 @@
 - ``intra_<dist>``: the DCL paper's intra-cluster diversity around the shots
   (``intra_lpips_vgg`` when VGG weights are in the torch cache);
 - ``fd_shapesnet``: Fréchet distance to held-out target images in shapesnet's
-  feature space (not Inception: hence the name).
+  feature space (not Inception: hence the name);
+- ``scs_<edges>``: RSSA's structural consistency of G_t(z) with G_s(z) for the
+  same z and noise (Eq. 9–10), on the first ``N_SCS`` samples.
 """
 from __future__ import annotations
 
@@ -18,8 +20,10 @@ from raygan.metrics.diversity import intra_cluster_diversity, make_distance
 from raygan.metrics.features import VERSION, default_cache_dir, extract_features, load_shapesnet
 from raygan.metrics.fid import feature_stats, frechet_distance
 from raygan.metrics.realism import realism
+from raygan.metrics.scs import make_edge_detector, scs
 
 N_REFERENCE = 2000  # held-out target images behind the Fréchet statistics
+N_SCS = 200  # sample pairs behind SCS
 
 
 def reference_stats(net, size: int, n: int = N_REFERENCE) -> tuple[np.ndarray, np.ndarray]:
@@ -47,7 +51,7 @@ def warm_cache(size: int) -> None:
 
 class Evaluator:
     def __init__(self, g_source, shots: torch.Tensor, n_samples: int, seed: int = 0, device="cpu",
-                 n_grid: int = 8):
+                 n_grid: int = 8, edges: tuple | None = None):
         self.size, self.device = shots.shape[-1], device
         self.net = load_shapesnet(self.size, device=device)
         self.shots = shots
@@ -58,13 +62,19 @@ class Evaluator:
         self.noise_seed = seed
         self.n_grid = n_grid
         self.source_grid = self.generate(g_source, self.z[:n_grid])
+        self.scs_name, self.edges = edges or make_edge_detector("sobel")
+        self.source_scs = self.generate(g_source, self.z[:N_SCS])
 
     @torch.no_grad()
-    def generate(self, g, z=None, batch: int = 250) -> torch.Tensor:
+    def generate(self, g, z=None, batch: int = N_SCS) -> torch.Tensor:
+        """G(z) with the same noise maps for the same batch of z every time: a prefix
+        of ``self.z`` gets the noise of the full run (SCS pairs G_t and G_s on it)."""
         z = self.z if z is None else z
+        out = []
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.noise_seed)  # the same noise maps every evaluation
-            out = [g([b.to(self.device)])[0].clamp(-1, 1).cpu() for b in z.split(batch)]
+            for i, b in enumerate(z.split(batch)):
+                torch.manual_seed(self.noise_seed * 100_003 + i)
+                out.append(g([b.to(self.device)])[0].clamp(-1, 1).cpu())
         return torch.cat(out)
 
     @torch.no_grad()
@@ -79,6 +89,7 @@ class Evaluator:
             "realism": realism(images, self.net),
             self.dist_name: intra_cluster_diversity(images, self.shots.cpu(), self.distance),
             "fd_shapesnet": frechet_distance(mu, sigma, self.mu, self.sigma),
+            self.scs_name: scs(images[:N_SCS], self.source_scs, self.edges),
         }
 
     def grid(self, g) -> torch.Tensor:

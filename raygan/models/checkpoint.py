@@ -6,10 +6,12 @@ files without them the architecture is read off the parameter shapes.
 """
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import pickle
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,19 +39,27 @@ def save_atomic(obj, path) -> None:
         raise
 
 
+# Beyond tensors and containers, the port's training files hold its argparse
+# options ("args"); a Namespace only gets attributes set, nothing is called.
+SAFE_GLOBALS = [argparse.Namespace]
+
+
 def load_file(path) -> dict:
     """torch.load with weights_only=True; user mistakes become one-line errors."""
     p = Path(path)
     if not p.is_file():
         raise UserError(path, "no such checkpoint file (expected a StyleGAN2 .pt in rosinality layout)")
     try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(SAFE_GLOBALS), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # plain pickles: one line
+            state = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe content"
+        text = str(e).split("WeightsUnpickler error:", 1)[-1]  # torch's reason, not its advice
+        first = next((line.strip() for line in text.splitlines() if line.strip()), "unsafe content")
         raise UserError(path, f"refused: not a plain weights file ({first[:120]})") from None
     except Exception as e:  # torch.load raises many types on bad bytes (KeyError, EOFError, RuntimeError, ...)
         raise UserError(path, f"corrupt, truncated or not a torch checkpoint ({type(e).__name__})") from None
-    if not isinstance(state, dict) or "g_ema" not in state:
+    if not isinstance(state, dict) or not isinstance(state.get("g_ema"), dict):
         raise UserError(path, "expected a dict with 'g_ema' (rosinality StyleGAN2 layout)")
     return state
 
