@@ -40,6 +40,7 @@ def _load(path: str, output: str | None):
 
 
 def cmd_tune(args) -> int:
+    import math
     import time
 
     exp = _load(args.space, args.output)
@@ -47,9 +48,13 @@ def cmd_tune(args) -> int:
     from raygan.orchestrate.tune import run_search
 
     t0 = time.time()
-    print(f"raygan: {exp.method} search '{exp.name}': {exp.search.num_samples} trials, "
-          f"{exp.search.searcher} + {exp.search.scheduler}, optimising {exp.search.metric} ({exp.search.mode}) "
-          f"over {', '.join(exp.space)}", flush=True)
+    if exp.is_grid:
+        points = math.prod(len(d.args) for d in exp.space.values() if d.kind == "grid")
+        how = f"{points * exp.search.num_samples} trials (grid of {points} x {exp.search.num_samples})"
+    else:
+        how = f"{exp.search.num_samples} trials, {exp.search.searcher}"
+    print(f"raygan: {exp.method} search '{exp.name}': {how} + {exp.search.scheduler}, "
+          f"optimising {exp.search.metric} ({exp.search.mode}) over {', '.join(exp.space)}", flush=True)
     results, exp_dir = run_search(exp, resume=args.resume)
     write_summary(results, exp, exp_dir)
     print(f"\nraygan: done in {time.time() - t0:.0f} s; results in {exp_dir}")

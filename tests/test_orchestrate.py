@@ -63,3 +63,30 @@ def test_ranking_puts_errors_last_and_best_first(tmp_path):
                         FakeResult(5.0, error=RuntimeError("boom\nloss became non-finite"))], exp)
     assert [r["trial"] for r in rows] == ["t10.0", "t30.0", "tnan", "t5.0"]
     assert rows[-1]["status"] == "error: loss became non-finite"
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "search_spaces").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_search_spaces_load(path):
+    exp = load_experiment(path)
+    assert exp.space and exp.name == path.stem
+
+
+def test_rssa_space_is_searched_by_optuna_including_per_layer_alphas():
+    from ray.tune.search.optuna import OptunaSearch
+
+    exp = load_experiment(REPO / "search_spaces" / "rssa.yaml")
+    assert {"method.alpha", "method.beta", "method.radius", "method.window"} <= exp.space.keys()
+    assert sum(k.startswith("method.compression_alpha.") for k in exp.space) >= 4
+    searcher = _searcher(exp)
+    assert isinstance(searcher.searcher, OptunaSearch)
+
+
+def test_grid_space_uses_the_variant_generator():
+    from ray.tune.search import BasicVariantGenerator
+
+    exp = load_experiment(REPO / "search_spaces" / "compare_fewshot.yaml")
+    assert isinstance(_searcher(exp), BasicVariantGenerator)
+    assert exp.methods == ["tgan", "freezed", "ewc", "cdc", "dcl", "rssa"]

@@ -30,13 +30,18 @@ scaling:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_tune_micro_space_end_to_end(tmp_path, capsys, monkeypatch):
+def tune(tmp_path, monkeypatch, capsys, name: str, text: str):
+    """`raygan tune` on ``text`` as <tmp>/<name>.yaml; returns (yaml, results dir, stdout)."""
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    space = tmp_path / "micro.yaml"
-    space.write_text(textwrap.dedent(MICRO))
+    space = tmp_path / f"{name}.yaml"
+    space.write_text(textwrap.dedent(text))
     out = tmp_path / "results"
     assert main(["tune", str(space), "--output", str(out)]) == 0
-    printed = capsys.readouterr().out
+    return space, out, capsys.readouterr().out
+
+
+def test_tune_micro_space_end_to_end(tmp_path, capsys, monkeypatch):
+    space, out, printed = tune(tmp_path, monkeypatch, capsys, "micro", MICRO)
     exp_dir = out / "micro"
     assert f"tensorboard --logdir {exp_dir}" in printed
 
@@ -70,3 +75,36 @@ def test_tune_micro_space_end_to_end(tmp_path, capsys, monkeypatch):
     # Running again does not overwrite the finished experiment.
     assert main(["tune", str(space), "--output", str(out)]) == 2
     assert "already exist" in capsys.readouterr().err
+
+
+GRID = """
+name: grid
+method:
+  name: {grid: [freezed, cdc]}
+train:
+  steps: 2
+  batch_size: 2
+  eval_every: 2
+  eval_samples: 20
+  seed: {grid: [0, 1]}
+search:
+  num_samples: 1
+  max_concurrent: 2
+scaling:
+  cpus_per_worker: 0.5
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_method_grid_gives_the_comparison_table(tmp_path, capsys, monkeypatch):
+    _, out, printed = tune(tmp_path, monkeypatch, capsys, "grid", GRID)
+    assert "4 trials (grid of 4 x 1)" in printed and "comparison (mean ± std over seeds" in printed
+    rows = list(csv.DictReader(open(out / "grid" / "comparison.csv")))
+    assert sorted((r["method"], r["seed"]) for r in rows) == [("cdc", "0"), ("cdc", "1"),
+                                                              ("freezed", "0"), ("freezed", "1")]
+    for r in rows:
+        assert r["status"] == "ok" and 0.0 <= float(r["scs_sobel"]) <= 1.0 and float(r["fd_shapesnet"]) > 0
+    table = printed[printed.index("comparison (mean"):]
+    assert all(m in table for m in ("freezed", "cdc")) and "±" in table
+    assert (out / "grid" / "comparison.png").stat().st_size > 0

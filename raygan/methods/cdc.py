@@ -34,10 +34,7 @@ class Config(CDCSetup):
 class Method(FewShotAdapter):
     def __init__(self, cfg: Config, *args, **kwargs):
         super().__init__(cfg, *args, **kwargs)
-        n = 1 + len(self.g.convs)
-        self.g_layers = cfg.g_layers or list(range(1, n))
-        if max(self.g_layers) >= n:
-            raise UserError("method", f"g_layers {cfg.g_layers} out of range: G has {n} feature layers")
+        self.g_layers = self.feature_layers(cfg.g_layers)
 
     def g_extra(self, z, noise, fake, feats, fake_d, step):
         with torch.no_grad():

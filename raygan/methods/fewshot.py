@@ -19,6 +19,7 @@ from typing import Callable, Iterable
 import torch
 
 from raygan.config import knob
+from raygan.errors import UserError
 from raygan.losses.adversarial import d_nonsaturating, g_nonsaturating, path_length_penalty, r1_penalty
 from raygan.models.patch_disc import PatchHead
 
@@ -76,6 +77,15 @@ class FewShotAdapter:
     def d_params(self) -> list:
         """D's (and the patch head's) parameters that adaptation updates."""
         return list(self.d.parameters()) + (list(self.patch.parameters()) if self.patch is not None else [])
+
+    def feature_layers(self, chosen: list[int], first: int = 1) -> list[int]:
+        """Indices of G's features a loss uses: ``chosen``, or all from ``first`` on
+        (by default without the 4x4 ``conv1``)."""
+        n = 1 + len(self.g.convs)
+        layers = chosen or list(range(first, n))
+        if max(layers) >= n:
+            raise UserError("method", f"g_layers {chosen} out of range: G has {n} feature layers")
+        return layers
 
     def generate(self, g, z, noise, **kwargs):
         """G(z) for G_s or G_t; a method may change how z becomes styles (RSSA)."""

@@ -154,10 +154,7 @@ def prepare(cfg: Config, source, shots, progress=print) -> None:
 class Method(FewShotAdapter):
     def __init__(self, cfg: Config, *args, **kwargs):
         super().__init__(cfg, *args, **kwargs)
-        n = 1 + len(self.g.convs)
-        self.g_layers = cfg.g_layers or list(range(1, n))
-        if max(self.g_layers) >= n:
-            raise UserError("method", f"g_layers {cfg.g_layers} out of range: G has {n} feature layers")
+        self.g_layers = self.feature_layers(cfg.g_layers)
         self.codes = self.alphas = None
         if cfg.compression:
             self.codes = cached_inversion(self.g_source, self.shots, cfg, self.latent_avg).to(self.device)

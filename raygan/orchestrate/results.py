@@ -63,9 +63,9 @@ def comparison(rows: list[dict]) -> tuple[list[dict], list[dict]]:
     """Per trial (method, seed, metrics) and per method (mean ± std over seeds)."""
     per_trial = [{"method": r["_params"].get("method.name"), "seed": r["_params"].get("train.seed", 0),
                   **{k: v for k, v in r.items() if _is_result_metric(k) and k not in ("step", "sec_per_step")},
-                  "status": r["status"]} for r in rows]
+                  "status": r["status"], "_path": r["_path"]} for r in rows]
     per_trial.sort(key=lambda r: (str(r["method"]), r["seed"]))
-    metrics = list(dict.fromkeys(k for r in per_trial for k in r if k not in ("method", "seed", "status")))
+    metrics = list(dict.fromkeys(k for r in per_trial for k in r if k not in ("method", "seed", "status", "_path")))
     per_method = []
     for method in dict.fromkeys(r["method"] for r in per_trial):
         ok = [r for r in per_trial if r["method"] == method and r["status"] == "ok"]
@@ -80,11 +80,19 @@ def comparison(rows: list[dict]) -> tuple[list[dict], list[dict]]:
 
 
 def write_comparison(rows: list[dict], exp_dir: Path) -> list[dict]:
+    from raygan.report.grids import comparison_grid
+
     per_trial, per_method = comparison(rows)
-    cols = list(dict.fromkeys(k for r in per_trial for k in r))
+    cols = [k for k in dict.fromkeys(k for r in per_trial for k in r) if not k.startswith("_")]
     _write_csv(exp_dir / "comparison.csv", per_trial, cols)
     print("\ncomparison (mean ± std over seeds; per-trial values in comparison.csv):")
     _print_table(per_method, list(dict.fromkeys(k for r in per_method for k in r)), numbered=False)
+    first_seed = {}  # each method's first successful seed, for the picture
+    for r in per_trial:
+        if r["status"] == "ok" and r["_path"] and r["method"] not in first_seed:
+            first_seed[r["method"]] = (f"{r['method']} s{r['seed']}", Path(r["_path"]) / "samples.png")
+    if comparison_grid(list(first_seed.values()), exp_dir / "comparison.png"):
+        print(f"raygan: samples side by side (top: source G_s; same z): {exp_dir / 'comparison.png'}")
     return per_method
 
 
