@@ -45,6 +45,17 @@ def method_module(name: str):
     return importlib.import_module(METHODS[name])
 
 
+def family_of(name: str):
+    """The harness module a method belongs to (few-shot adaptation by default):
+    it builds the method, evaluates it, and may replace config sections."""
+    return getattr(method_module(name), "FAMILY", None) or importlib.import_module("raygan.methods.fewshot")
+
+
+def sections_for(name: str) -> dict:
+    """The data/model/train sections of a method's experiments."""
+    return {**TRAINABLE_SECTIONS, **getattr(family_of(name), "SECTIONS", {})}
+
+
 @dataclass
 class Dist:
     kind: str
@@ -200,7 +211,10 @@ def load_experiment(path) -> Experiment:
     elif mname not in METHODS:
         raise UserError(where, f"method.name: expected one of {list(METHODS)}, got {mname!r}")
 
-    trial = {s: _split_section(cls, doc.get(s), where, s, space) for s, cls in TRAINABLE_SECTIONS.items()}
+    if "method.name" in space and len({family_of(m).__name__ for m in space["method.name"].args}) > 1:
+        raise UserError(where, "method.name: a grid may only mix methods of one family "
+                               "(few-shot adaptation or label-to-image)")
+    trial = {s: _split_section(cls, doc.get(s), where, s, space) for s, cls in sections_for(mname).items()}
     trial["method"] = _split_section(method_module(mname).Config, knobs, where, "method", space)
     if "method.name" in space:  # each method builds its own defaults in its trials
         trial["method"] = {}
@@ -229,9 +243,9 @@ def resolve(trial_config: dict, sampled: dict) -> dict:
 
 def typed(trial_config: dict, where: str = "trial config"):
     """Nested plain config -> typed sections (re-validated: sampled values too)."""
-    sections = {s: C.build(cls, trial_config.get(s), where, s) for s, cls in TRAINABLE_SECTIONS.items()}
     m = dict(trial_config["method"])
     name = m.pop("name")
+    sections = {s: C.build(cls, trial_config.get(s), where, s) for s, cls in sections_for(name).items()}
     sections["method"] = C.build(method_module(name).Config, m, where, "method")
     sections["method_name"] = name
     return sections

@@ -203,3 +203,64 @@ class FewShotAdapter:
             self.anchors = state["anchors"].to(self.device)
         self.step_count, self.mean_path = state["step"], state["mean_path"].to(self.device)
         self.torch_rng.set_state(state["rng"])
+
+
+# -- the family's entry points (raygan.loop calls these) -------------------------------
+
+def build(t: dict, device="cpu", grad_sync: Callable = no_sync, seed: int = 0) -> FewShotAdapter:
+    """The method of a typed config, with its source model and target shots."""
+    from raygan.data.synthetic import few_shot_target
+    from raygan.models.checkpoint import load_source
+    from raygan.search_space import method_module
+
+    source = load_source(t["model"].checkpoint)
+    shots = few_shot_target(size=source.size, n_shots=t["data"].shots, seed=t["data"].seed)
+    method = method_module(t["method_name"]).Method(t["method"], t["train"], source, shots, device=device,
+                                                    grad_sync=grad_sync, seed=seed)
+    method.source = source
+    return method
+
+
+class Evaluation:
+    """Realism, diversity, Fréchet distance and SCS of G_t; grid: G_s above G_t, same z."""
+    grid_name = "source_vs_adapted"
+
+    def __init__(self, t: dict, method: FewShotAdapter, device="cpu"):
+        from raygan.metrics.evaluate import Evaluator
+        from raygan.metrics.scs import make_edge_detector
+
+        train = t["train"]
+        self.evaluator = Evaluator(method.g_source, method.shots, train.eval_samples, seed=train.seed,
+                                   device=device, edges=make_edge_detector(train.scs_edges, train.hed_weights))
+
+    def metrics(self, method: FewShotAdapter) -> dict:
+        return self.evaluator.metrics(method.g)
+
+    def grid(self, method: FewShotAdapter) -> torch.Tensor:
+        return self.evaluator.grid(method.g)
+
+
+make_evaluator = Evaluation
+
+
+def prepare(t: dict, methods: list[str], where: str, progress=print) -> None:
+    """Check each method's knobs against the source (a module's ``check``) and
+    build what its trials share (a module's ``prepare``); methods of a grid
+    other than the configured one run with their defaults."""
+    from raygan.config import build as build_config
+    from raygan.data.synthetic import few_shot_target
+    from raygan.metrics.scs import make_edge_detector
+    from raygan.models.checkpoint import load_source
+    from raygan.search_space import method_module
+
+    make_edge_detector(t["train"].scs_edges, t["train"].hed_weights)  # a bad HED file fails here
+    source = load_source(t["model"].checkpoint)
+    shots = few_shot_target(size=source.size, n_shots=t["data"].shots, seed=t["data"].seed)
+    for name in methods:
+        module = method_module(name)
+        mcfg = t["method"] if name == t["method_name"] else build_config(module.Config, {}, where, "method")
+        if hasattr(module, "check"):
+            module.check(mcfg, source, where)
+        if hasattr(module, "prepare"):
+            module.prepare(mcfg, source, shots, progress)
+

@@ -1,0 +1,284 @@
+"""Losses of semi-paired label-to-image synthesis (METHODS.md, "Semi-paired label-to-image").
+
+Shapes: `logits` [B, N+1, H, W] are the per-pixel outputs of the U-Net discriminator D_c
+(channels 0..N-1 the N semantic classes, channel N the "fake" class); `onehot` [B, N, H, W]
+float one-hot label maps. Everything here is a pure function of tensors except the VGG19
+perceptual loss, a frozen module.
+
+Reductions follow OASIS (boschresearch/OASIS, models/losses.py): the per-pixel (weighted)
+cross-entropy is averaged over batch and pixels, i.e. METHODS.md's Σ_{h,w} becomes a mean
+over h, w (the equations divided by H·W).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from raygan.errors import UserError
+
+VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's ImageNet VGG19 weights
+
+
+# ----------------------------------------------------------------------------- class balancing
+
+def class_balance_weights(onehot: torch.Tensor, oasis_normalise: bool = False) -> torch.Tensor:
+    """Class-balancing weights [N] of METHODS.md: w_c = (H·W) / Σ_{h,w} E_t[t_{h,w,c}].
+
+    E_t is the mean over the batch, so w_c = B·H·W / (pixels of class c in the batch); classes
+    absent from the batch get w_c = 0 (they have no pixels, so the weight is never used).
+
+    Differences from OASIS's `get_class_balancing`: OASIS computes
+    numel(label) / (N · n_present · count_c) = B·H·W / (n_present · count_c), i.e. METHODS.md's
+    weight divided by the number of classes present in the batch (which makes the pixel-averaged
+    weight 1); set `oasis_normalise=True` for that. OASIS leaves absent classes at 1/0 = inf
+    (harmless there: it looks weights up by each pixel's argmax class, so they are never read);
+    here they are 0. OASIS's optional "dontcare" class (weight 0 for class 0) is not applied;
+    zero that entry of the returned weights and pass them as `weights=` to the losses.
+    The weights carry no gradient."""
+    onehot = onehot.detach()
+    b, _, h, w = onehot.shape
+    count = onehot.sum(dim=(0, 2, 3))
+    present = count > 0
+    weights = torch.where(present, b * h * w / count.clamp_min(torch.finfo(count.dtype).tiny),
+                          torch.zeros_like(count))
+    if oasis_normalise:
+        weights = weights / present.sum().clamp_min(1)
+    return weights
+
+
+def _balanced_ce(logits: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """mean_{b,h,w} −Σ_c w_c t_bhwc log softmax(logits)_bhwc over the N+1 channels."""
+    n = onehot.shape[1]
+    if weights is None:
+        weights = class_balance_weights(onehot)
+    log_p = F.log_softmax(logits, dim=1)[:, :n]
+    return -(weights.to(log_p.dtype)[None, :, None, None] * onehot * log_p).sum(1).mean()
+
+
+def oasis_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor, onehot: torch.Tensor,
+                 weights: torch.Tensor | None = None) -> torch.Tensor:
+    """L_Dc (METHODS.md; OASIS's (N+1)-class loss) on a paired batch:
+
+    −E[Σ_c w_c Σ_{h,w} t_hwc log softmax(D_c(x))_hwc] − E[Σ_{h,w} log softmax(D_c(G(z,t)))_{hw,N+1}]
+
+    with the softmax over all N+1 channels. Reduction as in OASIS: each term is a per-pixel
+    (class-weighted) cross-entropy averaged over batch and pixels (torch.mean), and the two
+    are summed. `weights` [N] default to class_balance_weights(onehot)."""
+    real = _balanced_ce(logits_real, onehot, weights)
+    fake = -F.log_softmax(logits_fake, dim=1)[:, onehot.shape[1]].mean()
+    return real + fake
+
+
+def oasis_g_loss(logits_fake: torch.Tensor, onehot: torch.Tensor,
+                 weights: torch.Tensor | None = None) -> torch.Tensor:
+    """First term of L_G,p (METHODS.md): the class-balanced (N+1)-way cross-entropy of D_c's
+    output on the fakes G(z, t) against their input labels t,
+    −E[Σ_c w_c Σ_{h,w} t_hwc log softmax(D_c(G(z,t)))_hwc], averaged over pixels as in OASIS."""
+    return _balanced_ce(logits_fake, onehot, weights)
+
+
+def feature_matching(feats_real: Sequence[torch.Tensor], feats_fake: Sequence[torch.Tensor]) -> torch.Tensor:
+    """L_fm of L_G,p without its λ_fm: Σ_{l<L} mean |D_c^l(x) − D_c^l(G(z,t))| over every D_c
+    layer but the last (the last entry of each list is D_c's output and is skipped). The real
+    features are detached."""
+    if len(feats_real) != len(feats_fake):
+        raise ValueError(f"feature lists differ in length: {len(feats_real)} vs {len(feats_fake)}")
+    if len(feats_real) < 2:
+        raise ValueError("feature matching needs at least one layer before the last")
+    return sum((fr.detach() - ff).abs().mean() for fr, ff in zip(feats_real[:-1], feats_fake[:-1]))
+
+
+def cycle_loss(logits: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+    """L_cyc = CE(D_c(G(z, t_u))[:, :N], t_u) (METHODS.md, unpaired G term).
+
+    The fake channel is dropped before the softmax (an N-way softmax over the class channels);
+    plain (unweighted) cross-entropy averaged over batch and pixels. Gradients flow to `logits`
+    (hence to G): "D_c frozen" means D_c's parameters receive none, which the caller arranges
+    (requires_grad_(False) on D_c or stepping only G's optimiser), not this function."""
+    n = onehot.shape[1]
+    log_p = F.log_softmax(logits[:, :n], dim=1)
+    return -(onehot * log_p).sum(1).mean()
+
+
+def unconditional_g_loss(d_fake: torch.Tensor) -> torch.Tensor:
+    """L_G,u = mean softplus(−D_u(G(z, t_u)))."""
+    return F.softplus(-d_fake).mean()
+
+
+def unconditional_d_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """L_Du = mean softplus(−D_u(x_u)) + mean softplus(D_u(G(z, t_u)))."""
+    return F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+
+
+# ----------------------------------------------------------------------------- TCR baseline
+
+def transform_consistency(g_of_transformed: torch.Tensor, transformed_g: torch.Tensor) -> torch.Tensor:
+    """TCR's consistency term: mean |G(z, T(t)) − T(G(z, t))| (L1, averaged over all elements).
+    Which side is detached, if any, is the caller's choice."""
+    return (g_of_transformed - transformed_g).abs().mean()
+
+
+@dataclass(frozen=True)
+class FlipCropParams:
+    """Per-sample geometric transform: take the box rows [top, top+height), cols
+    [left, left+width) of the image (edge-replicated where the box leaves it: a box of the full
+    size at a non-zero offset is an integer translation), resize it back to H×W, then mirror
+    horizontally where `flip`. All fields are [B] tensors (bool / long)."""
+    flip: torch.Tensor
+    top: torch.Tensor
+    left: torch.Tensor
+    height: torch.Tensor
+    width: torch.Tensor
+
+
+def sample_flip_crop(batch: int, height: int, width: int, generator: torch.Generator,
+                     flip_prob: float = 0.5, min_scale: float = 0.75, max_shift: float = 0.125) -> FlipCropParams:
+    """Draw FlipCropParams from `generator`: flip with probability `flip_prob`; box side
+    round(s·H) × round(s·W) with s ~ U[min_scale, 1] per sample; integer offsets uniform over
+    every placement that keeps the box within the image grown by round(max_shift·side) pixels
+    on each side."""
+    flip = torch.rand(batch, generator=generator) < flip_prob
+    scale = min_scale + (1.0 - min_scale) * torch.rand(batch, generator=generator, dtype=torch.float64)
+    ch = (scale * height).round().long().clamp(1, height)
+    cw = (scale * width).round().long().clamp(1, width)
+    sy, sx = round(max_shift * height), round(max_shift * width)
+    u = torch.rand(2, batch, generator=generator, dtype=torch.float64)
+    top = (-sy + u[0] * (height - ch + 2 * sy + 1)).floor().long().clamp(max=height - ch + sy)
+    left = (-sx + u[1] * (width - cw + 2 * sx + 1)).floor().long().clamp(max=width - cw + sx)
+    return FlipCropParams(flip, top, left, ch, cw)
+
+
+def random_flip_crop(x: torch.Tensor, params: FlipCropParams, labels: bool = False) -> torch.Tensor:
+    """Apply `params` to images [B, C, H, W] (bilinear resize, align_corners=False) or, with
+    `labels=True`, to label maps — one-hot [B, N, H, W] or integer [B, H, W] — with
+    nearest-exact resize, so one-hot maps stay one-hot. Both resamplers use the same half-pixel
+    grid, so a label boundary stays where the image's step edge crosses its midpoint."""
+    squeeze = x.ndim == 3
+    if squeeze:
+        x = x[:, None]
+    dtype = x.dtype
+    work = x if dtype.is_floating_point else x.float()
+    h, w = work.shape[-2:]
+    pad = int(max(0, -int(params.top.min()), -int(params.left.min()),
+                  int((params.top + params.height).max()) - h, int((params.left + params.width).max()) - w))
+    padded = F.pad(work, (pad, pad, pad, pad), mode="replicate") if pad else work
+    out = []
+    for i in range(len(work)):
+        t, l_, ch, cw = (int(params.top[i]) + pad, int(params.left[i]) + pad,
+                         int(params.height[i]), int(params.width[i]))
+        crop = padded[i:i + 1, :, t:t + ch, l_:l_ + cw]
+        if (ch, cw) != (h, w):
+            if labels:
+                crop = F.interpolate(crop, size=(h, w), mode="nearest-exact")
+            else:
+                crop = F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)
+        if bool(params.flip[i]):
+            crop = crop.flip(-1)
+        out.append(crop)
+    y = torch.cat(out)
+    if not dtype.is_floating_point:
+        y = y.round().to(dtype)
+    return y[:, 0] if squeeze else y
+
+
+# ----------------------------------------------------------------------------- VGG perceptual
+
+# torchvision's vgg19 `features` up to relu5_1 (index 29): channel counts, "M" = max-pool.
+_VGG19_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512]
+_SLICES = [(0, 2), (2, 7), (7, 12), (12, 21), (21, 30)]  # ends at relu1_1 .. relu5_1
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _vgg19_features() -> nn.Sequential:
+    layers, c = [], 3
+    for v in _VGG19_CFG:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU(inplace=False)]
+            c = v
+    return nn.Sequential(*layers)  # 30 modules, torchvision's indices 0..29
+
+
+class VGGPerceptual(nn.Module):
+    """L_VGG of SPADE/OASIS: Σ_i w_i · mean |φ_i(G(z,t)) − φ_i(x)| over VGG19's relu1_1,
+    relu2_1, relu3_1, relu4_1, relu5_1 with w = 1/32, 1/16, 1/8, 1/4, 1; the real side is
+    detached and VGG's parameters are frozen.
+
+    Inputs are images in [-1, 1]; with `normalize=True` (default) they are mapped to [0, 1]
+    and then to ImageNet mean/std, the input VGG19 was trained on. SPADE's and OASIS's code
+    feed the [-1, 1] tensors to VGG unnormalised; `normalize=False` reproduces that.
+    Weights: `load_vgg_perceptual` (a fresh module has random weights)."""
+
+    layer_weights = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
+
+    def __init__(self, normalize: bool = True):
+        super().__init__()
+        self.features = _vgg19_features()
+        self.normalize = normalize
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def layer_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.normalize:
+            x = ((x + 1) / 2 - self.mean) / self.std
+        feats = []
+        for start, end in _SLICES:
+            for i in range(start, end):
+                x = self.features[i](x)
+            feats.append(x)
+        return feats
+
+    def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        loss = 0.0
+        for wt, f, r in zip(self.layer_weights, self.layer_features(fake), self.layer_features(real)):
+            loss = loss + wt * (f - r.detach()).abs().mean()
+        return loss
+
+
+def default_vgg19_file() -> Path:
+    """torchvision's VGG19 checkpoint in the torch hub cache (never downloaded)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILE
+
+
+def load_vgg_perceptual(path: str | Path | None = None, device="cpu", normalize: bool = True) -> VGGPerceptual | None:
+    """VGGPerceptual with torchvision's ImageNet VGG19 weights (`features.<i>.weight/bias`; the
+    classifier and layers past relu5_1 are ignored).
+
+    path=None: the default file in the torch hub cache; returns None when it is absent (the
+    caller reports L_VGG as off). An explicit `path` that is missing, or any file that is not a
+    loadable VGG19 state dict (torch.load weights_only=True), raises a one-line UserError."""
+    explicit = path is not None
+    path = Path(path) if explicit else default_vgg19_file()
+    if not path.is_file():
+        if not explicit:
+            return None
+        raise UserError(path, f"VGG19 weights not found (expected torchvision's {VGG19_FILE})")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise UserError(path, f"cannot read VGG19 weights ({_one_line(e)})") from None
+    model = VGGPerceptual(normalize=normalize)
+    if not isinstance(state, dict):
+        raise UserError(path, f"expected a torchvision vgg19 state dict, found {type(state).__name__}")
+    wanted = model.features.state_dict()
+    try:
+        model.features.load_state_dict({k: state[f"features.{k}"] for k in wanted}, strict=True)
+    except KeyError as e:
+        raise UserError(path, f"not a torchvision vgg19 state dict (no key {e.args[0]})") from None
+    except Exception as e:  # noqa: BLE001 - shape mismatch and similar
+        raise UserError(path, f"not a torchvision vgg19 state dict ({_one_line(e)})") from None
+    return model.to(device)
+
+
+def _one_line(e: Exception, limit: int = 200) -> str:
+    text = f"{type(e).__name__}: {' '.join(str(e).split())}".rstrip(": ")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
