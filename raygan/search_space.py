@@ -33,7 +33,9 @@ from raygan import config as C
 from raygan.errors import UserError
 
 METHODS = {"tgan": "raygan.methods.finetune", "freezed": "raygan.methods.freezed", "ewc": "raygan.methods.ewc",
-           "cdc": "raygan.methods.cdc", "dcl": "raygan.methods.dcl", "rssa": "raygan.methods.rssa"}
+           "cdc": "raygan.methods.cdc", "dcl": "raygan.methods.dcl", "rssa": "raygan.methods.rssa",
+           "semipaired": "raygan.methods.semipaired", "oasis": "raygan.methods.oasis",
+           "tcr": "raygan.methods.tcr", "usis": "raygan.methods.usis"}
 TRAINABLE_SECTIONS = {"data": C.DataConfig, "model": C.ModelConfig, "train": C.TrainConfig}
 RUN_SECTIONS = {"search": C.SearchConfig, "scaling": C.ScalingConfig, "output": C.OutputConfig}
 TOP_KEYS = ["name", "method", *TRAINABLE_SECTIONS, *RUN_SECTIONS]

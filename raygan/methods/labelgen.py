@@ -1,0 +1,269 @@
+"""The label-to-image harness: the semi-paired method and its baselines (OASIS,
+USIS, TCR) share the data, the networks and the step skeleton.
+
+Data: a small paired set P = {(x_k, t_k)} (sampled with the rare-class
+sampler), unpaired images X_u and unpaired label maps T_u (not aligned),
+split from the embedded procedural scenes by the supervision ratio r.
+Networks (built when a method needs them): G a SPADE-family generator
+(wavelet by default), D_c the OASIS U-Net with N+1 outputs, D_u an
+unconditional discriminator (wavelet by default), S a separate segmenter.
+One ``step`` updates the discriminators on ``d_terms`` and then G on
+``g_terms``; each method file states its terms.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from raygan.config import knob
+from raygan.methods.fewshot import no_sync
+
+# -- config sections of this family (replace the few-shot data/model/train) -----------------
+
+
+@dataclass
+class DataConfig:
+    dataset: str = knob("scenes", choices=["scenes"], help="embedded procedural scenes with label maps")
+    ratio: float = knob(0.05, lo=0.0, lo_open=True, hi=1.0, help="supervision ratio r = |P| / (|P| + |X_u|)")
+    n_train: int = knob(2000, lo=4, help="training scenes, split into P, X_u and T_u by r")
+    size: int = knob(32, choices=[32, 64, 128, 256])
+    seed: int = knob(0, lo=0, help="which scenes and which split")
+
+
+@dataclass
+class ModelConfig:
+    generator: str = knob("wavelet", choices=["wavelet", "spade"], help="wavelet SPADE (the paper) or plain SPADE")
+    g_base: int = knob(32, lo=4, help="generator width")
+    d_base: int = knob(32, lo=4, help="discriminators' width")
+    z_dim: int = knob(64, lo=0, help="OASIS 3-D noise channels (0: none)")
+    uncond_d: str = knob("wavelet", choices=["wavelet", "plain"], help="D_u: SWAGAN-style wavelet or plain")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = knob(2000, lo=1, hi=10_000_000)
+    batch_size: int = knob(8, lo=1, hi=4096, help="paired and unpaired batch size (paper: 8)")
+    lr_g: float = knob(1e-4, lo=0.0, lo_open=True, hi=1.0, help="paper: 1e-4")
+    lr_d: float = knob(1e-4, lo=0.0, lo_open=True, hi=1.0, help="paper: 1e-4")
+    beta1: float = knob(0.0, lo=0.0, hi=0.999, help="Adam β as OASIS: (0, 0.999)")
+    beta2: float = knob(0.999, lo=0.0, hi=0.9999)
+    eval_every: int = knob(500, lo=1)
+    eval_samples: int = knob(500, lo=20, hi=100_000, help="held-out label maps for mIoU / FD")
+    vgg_weights: str = knob("", help="vgg19-dcbb9e9d.pth for the VGG loss ('' = the torch hub cache)")
+    seed: int = knob(0, lo=0)
+    torch_threads: int = knob(0, lo=0, help="0: one per CPU the worker was given")
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+# -- data -------------------------------------------------------------------------------------
+
+class SceneData:
+    """P, X_u and T_u of the embedded scenes, in memory (they are small at 32 px)."""
+
+    def __init__(self, data: DataConfig):
+        from raygan.data.scenes import N_CLASSES, render_scenes, semi_paired_split
+
+        images, labels = render_scenes(data.seed, data.n_train, data.size)
+        split = semi_paired_split(data.n_train, data.ratio, data.seed)
+        self.n_classes = N_CLASSES
+        self.paired_images = images[split.paired]
+        self.paired_labels = labels[split.paired]
+        self.unpaired_images = images[split.unpaired_images]
+        self.unpaired_labels = labels[split.unpaired_labels]
+        self.split = split
+
+
+def one_hot(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """int64 [B, H, W] -> float [B, N, H, W]."""
+    return F.one_hot(labels, n_classes).permute(0, 3, 1, 2).float()
+
+
+def vgg_loss(train: TrainConfig, device="cpu"):
+    """The VGG19 perceptual loss, or None (and a line saying so) when its weights are absent."""
+    from raygan.losses.segmentation import default_vgg19_file, load_vgg_perceptual
+
+    vgg = load_vgg_perceptual(train.vgg_weights or None, device=device)
+    if vgg is not None:
+        return vgg.eval().requires_grad_(False)
+    print(f"raygan: the VGG loss is off: {default_vgg19_file()} not found "
+          "(put torchvision's vgg19 weights there or set train.vgg_weights)", flush=True)
+    return None
+
+
+# -- the harness --------------------------------------------------------------------------------
+
+class LabelToImage:
+    """Builds what a method needs and runs one step (plain PyTorch).
+
+    Class attributes say what a method uses: ``paired`` (P and D_c),
+    ``unpaired_images`` (X_u and D_u), ``unpaired_labels`` (T_u), ``segmenter``
+    (a separate S trained by the method).
+    """
+    paired = True
+    unpaired_images = False
+    unpaired_labels = False
+    segmenter = False
+
+    def __init__(self, cfg, t: dict, data: SceneData, device="cpu", grad_sync: Callable = no_sync,
+                 seed: int = 0):
+        from raygan.models.spade import SPADEGenerator
+        from raygan.models.uncond_disc import UncondDiscriminator
+        from raygan.models.unet_disc import UNetDiscriminator
+
+        self.cfg, self.train, self.model = cfg, t["train"], t["model"]
+        self.device, self.grad_sync = torch.device(device), grad_sync
+        self.data, self.n = data, data.n_classes
+        self.torch_rng = torch.Generator().manual_seed(seed)
+        size, m = t["data"].size, self.model
+        self.g = SPADEGenerator(self.n, size, base=m.g_base, z_dim=m.z_dim,
+                                wavelet=m.generator == "wavelet").to(device)
+        self.d_c = UNetDiscriminator(self.n, size, base=m.d_base).to(device) if self.paired else None
+        self.d_u = (UncondDiscriminator(size, base=m.d_base, wavelet=m.uncond_d == "wavelet").to(device)
+                    if self.unpaired_images else None)
+        self.s = UNetDiscriminator(self.n, size, base=m.d_base).to(device) if self.segmenter else None
+        betas = (self.train.beta1, self.train.beta2)
+        self.d_nets = [net for net in (self.d_c, self.d_u, self.s) if net is not None]
+        self.g_optim = torch.optim.Adam(self.g.parameters(), lr=self.train.lr_g, betas=betas)
+        self.d_optim = torch.optim.Adam([p for net in self.d_nets for p in net.parameters()],
+                                        lr=self.train.lr_d, betas=betas)
+        self.step_count = 0
+
+    # -- batches ------------------------------------------------------------------------------
+    def paired_indices(self, step: int, batch: int) -> torch.Tensor:
+        return torch.randint(len(self.data.paired_labels), (batch,), generator=self.torch_rng)
+
+    def batch(self, step: int) -> dict:
+        b, data, dev = self.train.batch_size, self.data, self.device
+        out = {}
+        if self.paired:
+            i = self.paired_indices(step, b)
+            out["x_p"], out["t_p"] = data.paired_images[i].to(dev), one_hot(data.paired_labels[i], self.n).to(dev)
+        if self.unpaired_images:
+            i = torch.randint(len(data.unpaired_images), (b,), generator=self.torch_rng)
+            out["x_u"] = data.unpaired_images[i].to(dev)
+        if self.unpaired_labels:
+            i = torch.randint(len(data.unpaired_labels), (b,), generator=self.torch_rng)
+            out["t_u"] = one_hot(data.unpaired_labels[i], self.n).to(dev)
+        return out
+
+    def z(self, batch: int) -> torch.Tensor | None:
+        if not self.model.z_dim:
+            return None
+        return torch.randn(batch, self.model.z_dim, generator=self.torch_rng).to(self.device)
+
+    # -- what a method adds ------------------------------------------------------------------------
+    def d_terms(self, batch: dict, fakes: dict) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+    def g_terms(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+    def fakes(self, batch: dict) -> dict:
+        """G's images for the batch's label maps, for the D update (no gradient to G)."""
+        with torch.no_grad():
+            out = {}
+            for key in ("t_p", "t_u"):
+                if key in batch:
+                    out[key] = self.g(batch[key], self.z(len(batch[key])))
+            return out
+
+    # -- one step --------------------------------------------------------------------------
+    def step(self) -> dict:
+        batch = self.batch(self.step_count)
+        self.g.requires_grad_(False)
+        for net in self.d_nets:
+            net.requires_grad_(True)
+        d_loss, d_logs = self.d_terms(batch, self.fakes(batch))
+        self.d_optim.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.grad_sync([p for net in self.d_nets for p in net.parameters()])
+        self.d_optim.step()
+        self.d_optim.zero_grad(set_to_none=True)
+
+        self.g.requires_grad_(True)
+        for net in self.d_nets:
+            net.requires_grad_(False)  # G's terms never train a discriminator (see semipaired's ablation B)
+        self.g_optim.zero_grad(set_to_none=True)
+        g_loss, g_logs = self.g_terms(batch)
+        g_loss.backward()
+        self.grad_sync(list(self.g.parameters()))
+        self.g_optim.step()
+        self.after_g_step()
+        self.step_count += 1
+        return {**d_logs, **g_logs, "loss/g_total": g_loss.item()}
+
+    def after_g_step(self) -> None:
+        """Hook for updates that follow G's (ablation B's D_c update)."""
+
+    def generate(self, labels_onehot: torch.Tensor) -> torch.Tensor:
+        """Images for label maps, in eval mode (BatchNorm running statistics)."""
+        was = self.g.training
+        self.g.eval()
+        with torch.no_grad():
+            out = self.g(labels_onehot.to(self.device), self.z(len(labels_onehot))).cpu()
+        self.g.train(was)
+        return out
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def nets(self) -> dict:
+        return {"g": self.g, "d_c": self.d_c, "d_u": self.d_u, "s": self.s}
+
+    def state_dict(self) -> dict:
+        state = {k: net.state_dict() for k, net in self.nets().items() if net is not None}
+        state.update(g_optim=self.g_optim.state_dict(), d_optim=self.d_optim.state_dict(),
+                     step=self.step_count, rng=self.torch_rng.get_state(), g_config=self.g.config)
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, net in self.nets().items():
+            if net is not None:
+                net.load_state_dict(state[k])
+        self.g_optim.load_state_dict(state["g_optim"])
+        self.d_optim.load_state_dict(state["d_optim"])
+        self.step_count = state["step"]
+        self.torch_rng.set_state(state["rng"])
+
+
+# -- the family's entry points (raygan.loop calls these) -----------------------------------
+
+def build(t: dict, device="cpu", grad_sync: Callable = no_sync, seed: int = 0) -> LabelToImage:
+    from raygan.search_space import method_module
+
+    return method_module(t["method_name"]).Method(t["method"], t, SceneData(t["data"]), device=device,
+                                                  grad_sync=grad_sync, seed=seed)
+
+
+class Evaluation:
+    """mIoU of a segmenter trained on real scenes, Fréchet distance in its
+    feature space; grid: label maps, real images, generated images."""
+    grid_name = "labels_real_generated"
+
+    def __init__(self, t: dict, method: LabelToImage, device="cpu"):
+        from raygan.metrics.miou import SceneEvaluator
+
+        self.evaluator = SceneEvaluator(t["train"].eval_samples, t["data"].size, seed=t["train"].seed,
+                                        device=device)
+
+    def metrics(self, method: LabelToImage) -> dict:
+        return self.evaluator.metrics(method.generate)
+
+    def grid(self, method: LabelToImage) -> torch.Tensor:
+        return self.evaluator.grid(method.generate)
+
+
+make_evaluator = Evaluation
+
+
+def prepare(t: dict, methods: list[str], where: str, progress=print) -> None:
+    """Train/load the cached scene segmenter once, in the driver; check the VGG weights."""
+    from raygan.losses.segmentation import load_vgg_perceptual
+    from raygan.metrics.miou import load_segnet, scene_reference_stats
+
+    if t["train"].vgg_weights:
+        load_vgg_perceptual(t["train"].vgg_weights)  # a bad file is a one-line error here
+    scene_reference_stats(load_segnet(t["data"].size), t["data"].size)
