@@ -40,7 +40,8 @@ class Config:
     lambda_u: float = knob(1.0, lo=0.0, help="weight of the unconditional adversarial loss (choice)")
     lambda_fm: float = knob(10.0, lo=0.0, help="feature matching on D_c's layers (choice: SPADE's 10)")
     lambda_vgg: float = knob(10.0, lo=0.0, help="VGG loss (OASIS-style setups: 10)")
-    rare_sampling: str = knob("first", choices=["first", "second", "off"], help="rare-class sampling phase")
+    rare_sampling: str = knob("first", choices=["first", "second", "never"],
+                              help="when paired images are drawn by rare-class probability")
     rare_mode: str = knob("sum", choices=["sum", "max"], help="p̃_k: sum over classes (paper) or max")
     ablation: str = knob("none", choices=ABLATIONS, help="one row of the paper's Table 2 (see the module doc)")
 
@@ -51,7 +52,7 @@ class Method(LabelToImage):
     def __init__(self, cfg: Config, t, data, **kwargs):
         self.segmenter = cfg.ablation == "A"
         super().__init__(cfg, t, data, **kwargs)
-        phase = {"E": "off", "F": "second"}.get(cfg.ablation, cfg.rare_sampling)
+        phase = {"E": "off", "F": "second"}.get(cfg.ablation, cfg.rare_sampling.replace("never", "off"))
         self.sampler = RareClassSampler(data.paired_labels, self.n, self.train.steps, phase, cfg.rare_mode,
                                         seed=int(torch.randint(2**31, (1,), generator=self.torch_rng)))
         self.lambda_fm = 0.0 if cfg.ablation == "C" else cfg.lambda_fm

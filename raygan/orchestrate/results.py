@@ -41,7 +41,7 @@ def ranked_rows(results, exp: Experiment) -> list[dict]:
 
 def _is_result_metric(k: str) -> bool:
     return (k in ("step", "realism", "fd_shapesnet", "sec_per_step")
-            or k.startswith(("intra_", "fd_", "scs_")))
+            or k.startswith(("intra_", "fd_", "scs_", "miou_")))
 
 
 def _write_csv(path: Path, rows: list[dict], cols: list[str]) -> None:
