@@ -20,6 +20,18 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--local", action="store_true", help="plain PyTorch loop without Ray (debugging)")
     r.add_argument("--output", help="results folder (overrides output.dir)")
 
+    d = sub.add_parser("data", help="dataset tools")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    pk = dsub.add_parser("pack", help="write a semi-paired split as parquet shards that Ray Data streams")
+    pk.add_argument("src", help="'scenes' (the embedded procedural scenes) or a dataset folder")
+    pk.add_argument("dst", help="new folder: paired/, unpaired_images/, unpaired_labels/, split.json")
+    pk.add_argument("--layout", default="scenes", choices=["scenes", "cityscapes", "ade20k", "cocostuff"])
+    pk.add_argument("--ratio", type=float, default=0.05, help="supervision ratio r = |P| / (|P| + |X_u|)")
+    pk.add_argument("--size", type=int, default=32, help="square side the arrays are stored at")
+    pk.add_argument("--seed", type=int, default=0, help="which split (and, for scenes, which scenes)")
+    pk.add_argument("--n", type=int, default=2000, help="scenes: how many training scenes")
+    pk.add_argument("--split", default="train", help="dataset split to read (real layouts)")
+
     q = sub.add_parser("pretrain", help="train the embedded source generator on the procedural source domain")
     q.add_argument("--out", default="raygan/assets/source_shapes32.pt", help="checkpoint to write")
     q.add_argument("--steps", type=int, default=5000)
@@ -81,6 +93,22 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    import json
+
+    from raygan.data.semipaired import pack
+
+    if (args.src == "scenes") != (args.layout == "scenes"):
+        from raygan.errors import UserError
+
+        raise UserError(args.src, "expected SRC 'scenes' with --layout scenes, or a dataset folder with "
+                                  "--layout cityscapes|ade20k|cocostuff")
+    info = pack(args.src, args.dst, layout=args.layout, ratio=args.ratio, seed=args.seed, size=args.size,
+                n_train=args.n, split=args.split)
+    print(f"raygan: packed {json.dumps(info['counts'])} (r = {info['ratio']:.3f}) into {args.dst}")
+    return 0
+
+
 def cmd_pretrain(args) -> int:
     from raygan.pretrain import pretrain
 
@@ -93,7 +121,8 @@ def main(argv=None) -> int:
     from raygan.errors import UserError
 
     try:
-        return {"tune": cmd_tune, "train": cmd_train, "pretrain": cmd_pretrain}[args.command](args)
+        return {"tune": cmd_tune, "train": cmd_train, "data": cmd_data,
+                "pretrain": cmd_pretrain}[args.command](args)
     except UserError as e:
         print(f"raygan: error: {e}", file=sys.stderr)
         return 2

@@ -28,18 +28,19 @@ class Hooks:
     log_dir: str | None = None  # TensorBoard event files (rank 0)
     device: str = "cpu"
     progress: Callable[[str], None] = field(default=lambda line: None)
+    dataset_shard: Callable | None = None  # ray.train.get_dataset_shard in workers that stream data
 
 
 class NonFiniteLoss(FloatingPointError):
     """A loss became NaN/inf: the trial stops with this reason."""
 
 
-def build_method(cfg: dict, device="cpu", grad_sync=no_sync, rank=0):
+def build_method(cfg: dict, device="cpu", grad_sync=no_sync, rank=0, dataset_shard=None):
     """Typed sections, the method object, and its source model (None for methods
     trained from scratch), from a plain config."""
     t = typed(cfg)
     method = family_of(t["method_name"]).build(t, device=device, grad_sync=grad_sync,
-                                               seed=t["train"].seed * 1000 + rank)
+                                               seed=t["train"].seed * 1000 + rank, dataset_shard=dataset_shard)
     return t, method, getattr(method, "source", None)
 
 
@@ -52,7 +53,7 @@ def prepare(cfg: dict, methods: list[str], where: str, progress=print) -> None:
 
 
 def run(cfg: dict, hooks: Hooks) -> dict:
-    t, method, _ = build_method(cfg, hooks.device, hooks.grad_sync, hooks.rank)
+    t, method, _ = build_method(cfg, hooks.device, hooks.grad_sync, hooks.rank, hooks.dataset_shard)
     train = t["train"]
     torch.manual_seed(train.seed * 1000 + hooks.rank)
     if hooks.restore is not None:

@@ -207,7 +207,7 @@ class FewShotAdapter:
 
 # -- the family's entry points (raygan.loop calls these) -------------------------------
 
-def build(t: dict, device="cpu", grad_sync: Callable = no_sync, seed: int = 0) -> FewShotAdapter:
+def build(t: dict, device="cpu", grad_sync: Callable = no_sync, seed: int = 0, **_) -> FewShotAdapter:
     """The method of a typed config, with its source model and target shots."""
     from raygan.data.synthetic import few_shot_target
     from raygan.models.checkpoint import load_source

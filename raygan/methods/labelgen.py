@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from raygan.config import knob
+from raygan.errors import UserError
 from raygan.methods.fewshot import no_sync
 
 # -- config sections of this family (replace the few-shot data/model/train) -----------------
@@ -26,11 +27,18 @@ from raygan.methods.fewshot import no_sync
 
 @dataclass
 class DataConfig:
-    dataset: str = knob("scenes", choices=["scenes"], help="embedded procedural scenes with label maps")
-    ratio: float = knob(0.05, lo=0.0, lo_open=True, hi=1.0, help="supervision ratio r = |P| / (|P| + |X_u|)")
-    n_train: int = knob(2000, lo=4, help="training scenes, split into P, X_u and T_u by r")
-    size: int = knob(32, choices=[32, 64, 128, 256])
-    seed: int = knob(0, lo=0, help="which scenes and which split")
+    dataset: str = knob("scenes", choices=["scenes", "packed"],
+                        help="embedded procedural scenes, or a folder written by `raygan data pack`")
+    root: str = knob("", help="the packed folder (dataset: packed); its unpaired sets stream through Ray Data")
+    ratio: float = knob(0.05, lo=0.0, lo_open=True, hi=1.0, help="scenes: supervision ratio r = |P| / (|P| + |X_u|)")
+    n_train: int = knob(2000, lo=4, help="scenes: training scenes, split into P, X_u and T_u by r")
+    size: int = knob(32, choices=[32, 64, 128, 256], help="scenes: resolution")
+    seed: int = knob(0, lo=0, help="scenes: which scenes and which split")
+    shuffle_buffer: int = knob(256, lo=0, help="packed: rows in each worker's local shuffle buffer")
+
+    def validate(self, where, section):
+        if self.dataset == "packed" and not self.root:
+            raise UserError(where, f"{section}.root: dataset 'packed' needs the folder `raygan data pack` wrote")
 
 
 @dataclass
@@ -70,12 +78,49 @@ class SceneData:
 
         images, labels = render_scenes(data.seed, data.n_train, data.size)
         split = semi_paired_split(data.n_train, data.ratio, data.seed)
-        self.n_classes = N_CLASSES
+        self.n_classes, self.size = N_CLASSES, data.size
         self.paired_images = images[split.paired]
         self.paired_labels = labels[split.paired]
         self.unpaired_images = images[split.unpaired_images]
         self.unpaired_labels = labels[split.unpaired_labels]
-        self.split = split
+
+    def unpaired_image_batch(self, b: int, rng: torch.Generator) -> torch.Tensor:
+        return self.unpaired_images[torch.randint(len(self.unpaired_images), (b,), generator=rng)]
+
+    def unpaired_label_batch(self, b: int, rng: torch.Generator) -> torch.Tensor:
+        return self.unpaired_labels[torch.randint(len(self.unpaired_labels), (b,), generator=rng)]
+
+
+class PackedData(SceneData):
+    """A folder written by ``raygan data pack``: the paired part in memory, the
+    unpaired parts streamed from this worker's Ray Data shards (or, without Ray,
+    read whole: ``raygan train --local`` is for debugging)."""
+
+    def __init__(self, data: DataConfig, batch: int, seed: int, dataset_shard=None):
+        from pathlib import Path
+
+        from raygan.data.semipaired import load_part, read_split
+
+        root = Path(data.root)
+        info = read_split(root)
+        self.n_classes, self.size = info["n_classes"], info["size"]
+        paired = load_part(root / "paired")
+        self.paired_images, self.paired_labels = paired["image"], paired["label"]
+        self.streams = None
+        if dataset_shard is not None:
+            from raygan.data.streams import UNPAIRED_IMAGES, UNPAIRED_LABELS, iterate_unpaired
+
+            self.streams = {key: iterate_unpaired(dataset_shard(name), batch, data.shuffle_buffer, seed)
+                            for key, name in (("image", UNPAIRED_IMAGES), ("label", UNPAIRED_LABELS))}
+        else:
+            self.unpaired_images = load_part(root / "unpaired_images")["image"]
+            self.unpaired_labels = load_part(root / "unpaired_labels")["label"]
+
+    def unpaired_image_batch(self, b, rng):
+        return next(self.streams["image"])["image"] if self.streams else super().unpaired_image_batch(b, rng)
+
+    def unpaired_label_batch(self, b, rng):
+        return next(self.streams["label"])["label"] if self.streams else super().unpaired_label_batch(b, rng)
 
 
 def one_hot(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -119,7 +164,7 @@ class LabelToImage:
         self.device, self.grad_sync = torch.device(device), grad_sync
         self.data, self.n = data, data.n_classes
         self.torch_rng = torch.Generator().manual_seed(seed)
-        size, m = t["data"].size, self.model
+        size, m = data.size, self.model
         self.g = SPADEGenerator(self.n, size, base=m.g_base, z_dim=m.z_dim,
                                 wavelet=m.generator == "wavelet").to(device)
         self.d_c = UNetDiscriminator(self.n, size, base=m.d_base).to(device) if self.paired else None
@@ -144,11 +189,9 @@ class LabelToImage:
             i = self.paired_indices(step, b)
             out["x_p"], out["t_p"] = data.paired_images[i].to(dev), one_hot(data.paired_labels[i], self.n).to(dev)
         if self.unpaired_images:
-            i = torch.randint(len(data.unpaired_images), (b,), generator=self.torch_rng)
-            out["x_u"] = data.unpaired_images[i].to(dev)
+            out["x_u"] = data.unpaired_image_batch(b, self.torch_rng).to(dev)
         if self.unpaired_labels:
-            i = torch.randint(len(data.unpaired_labels), (b,), generator=self.torch_rng)
-            out["t_u"] = one_hot(data.unpaired_labels[i], self.n).to(dev)
+            out["t_u"] = one_hot(data.unpaired_label_batch(b, self.torch_rng), self.n).to(dev)
         return out
 
     def z(self, batch: int) -> torch.Tensor | None:
@@ -231,11 +274,26 @@ class LabelToImage:
 
 # -- the family's entry points (raygan.loop calls these) -----------------------------------
 
-def build(t: dict, device="cpu", grad_sync: Callable = no_sync, seed: int = 0) -> LabelToImage:
+def build(t: dict, device="cpu", grad_sync: Callable = no_sync, seed: int = 0, dataset_shard=None) -> LabelToImage:
     from raygan.search_space import method_module
 
-    return method_module(t["method_name"]).Method(t["method"], t, SceneData(t["data"]), device=device,
+    d = t["data"]
+    data = (PackedData(d, t["train"].batch_size, seed, dataset_shard) if d.dataset == "packed"
+            else SceneData(d))
+    return method_module(t["method_name"]).Method(t["method"], t, data, device=device,
                                                   grad_sync=grad_sync, seed=seed)
+
+
+def ray_datasets(t: dict) -> dict | None:
+    """The Ray datasets a trial streams (the packed unpaired sets), for TorchTrainer."""
+    if t["data"].dataset != "packed":
+        return None
+    from pathlib import Path
+
+    from raygan.data.streams import unpaired_datasets
+
+    root = Path(t["data"].root)
+    return unpaired_datasets(root / "unpaired_images", root / "unpaired_labels", seed=t["train"].seed)
 
 
 class Evaluation:
@@ -246,7 +304,7 @@ class Evaluation:
     def __init__(self, t: dict, method: LabelToImage, device="cpu"):
         from raygan.metrics.miou import SceneEvaluator
 
-        self.evaluator = SceneEvaluator(t["train"].eval_samples, t["data"].size, seed=t["train"].seed,
+        self.evaluator = SceneEvaluator(t["train"].eval_samples, method.data.size, seed=t["train"].seed,
                                         device=device)
 
     def metrics(self, method: LabelToImage) -> dict:
@@ -266,4 +324,13 @@ def prepare(t: dict, methods: list[str], where: str, progress=print) -> None:
 
     if t["train"].vgg_weights:
         load_vgg_perceptual(t["train"].vgg_weights)  # a bad file is a one-line error here
-    scene_reference_stats(load_segnet(t["data"].size), t["data"].size)
+    size = t["data"].size
+    if t["data"].dataset == "packed":
+        from raygan.data.semipaired import read_split
+
+        info = read_split(t["data"].root)
+        if info["layout"] != "scenes":
+            raise UserError(where, f"data.root: evaluation of {info['layout']} needs its own segmenter "
+                                   "(not built yet); the embedded scenes are evaluated with segnet")
+        size = info["size"]
+    scene_reference_stats(load_segnet(size), size)

@@ -50,6 +50,7 @@ def train_loop_per_worker(config: dict) -> None:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
     hooks = Hooks(report=report, restore=restore, rank=rank, world_size=world,
+                  dataset_shard=ray.train.get_dataset_shard if runtime["streams"] else None,
                   grad_sync=all_reduce_mean if world > 1 else no_sync,
                   log_dir=runtime.get("log_dir") if rank == 0 else None, device=str(device),
                   progress=lambda line: print(f"[{runtime['label']}] {line}", flush=True))
@@ -62,9 +63,18 @@ def fit_trial(config: dict, scaling, name: str, storage: str, log_dir: str | Non
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from raygan.search_space import family_of, typed
+
     threads = config["train"]["torch_threads"] or max(1, round(scaling.cpus_per_worker))
+    family = family_of(config["method"]["name"])
+    datasets = family.ray_datasets(typed(config)) if hasattr(family, "ray_datasets") else None
     config = dict(config, _runtime={"torch_threads": threads, "use_gpu": scaling.use_gpu, "log_dir": log_dir,
-                                   "label": label})
+                                   "label": label, "streams": bool(datasets)})
+    data_kwargs = {}
+    if datasets:
+        from raygan.data.streams import data_config
+
+        data_kwargs = {"datasets": datasets, "dataset_config": data_config()}
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,
@@ -75,5 +85,6 @@ def fit_trial(config: dict, scaling, name: str, storage: str, log_dir: str | Non
         run_config=ray.train.RunConfig(
             name=name, storage_path=storage, callbacks=list(callbacks),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
+        **data_kwargs,
     )
     return trainer.fit()
