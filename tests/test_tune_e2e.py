@@ -1,5 +1,6 @@
 """End to end: `raygan tune` on a micro space runs Optuna trials through Ray Train."""
 import csv
+import json
 import os
 import textwrap
 
@@ -108,3 +109,29 @@ def test_method_grid_gives_the_comparison_table(tmp_path, capsys, monkeypatch):
     table = printed[printed.index("comparison (mean"):]
     assert all(m in table for m in ("freezed", "cdc")) and "±" in table
     assert (out / "grid" / "comparison.png").stat().st_size > 0
+
+
+STREAMED = """
+name: streamed
+method: {name: semipaired, lambda_cyc: {loguniform: [0.5, 2.0]}}
+data: {dataset: packed, root: PACKED, shuffle_buffer: 16}
+model: {g_base: 8, d_base: 8, z_dim: 8}
+train: {steps: 4, batch_size: 4, eval_every: 2, eval_samples: 40}
+search: {num_samples: 2, metric: miou_segnet, mode: max, max_concurrent: 2}
+scaling: {cpus_per_worker: 0.5}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_semipaired_search_streams_packed_unpaired_sets(tmp_path, capsys, monkeypatch):
+    packed = tmp_path / "packed"
+    assert main(["data", "pack", "scenes", str(packed), "--n", "240", "--ratio", "0.1"]) == 0
+    _, out, printed = tune(tmp_path, monkeypatch, capsys, "streamed", STREAMED.replace("PACKED", str(packed)))
+    assert "1 trial(s) at a time fit 2 CPUs" in printed  # one CPU is left to Ray Data's read tasks
+    rows = list(csv.DictReader(open(out / "streamed" / "results.csv")))
+    assert len(rows) == 2 and all(r["status"] == "ok" for r in rows)
+    for r in rows:
+        assert 0.0 <= float(r["miou_segnet"]) <= 1.0 and float(r["fd_segnet"]) > 0
+    progress = [json.loads(line) for d in (out / "streamed").glob("_trial_*") for line in open(d / "result.json")]
+    assert {p["data/streamed_rows"] for p in progress if p["step"] == 4} == {2 * 4 * 4}  # 4 steps x 2 sets x 4 rows

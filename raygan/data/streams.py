@@ -40,6 +40,10 @@ from raygan.errors import UserError
 UNPAIRED_IMAGES = "unpaired_images"
 UNPAIRED_LABELS = "unpaired_labels"
 _META_COLUMNS = ("height", "width", "index")
+# Read tasks ask for a sliver of a CPU: Train workers of concurrent trials hold the
+# whole CPUs, and a read task that waits for a free 1-CPU slot never runs (the
+# trial then hangs on its first batch).
+DATA_TASK_CPUS = 0.05
 
 
 def _stream_seeds(seed: int, n: int, *extra: int) -> list[int]:
@@ -65,10 +69,11 @@ def _read(path: str, column: str, seed: int, meta: dict | None, filesystem=None)
     #    read task: no extra pass, no barrier);
     # 3. iterate_unpaired() mixes neighbouring blocks in a local shuffle buffer.
     shuffle = ray.data.FileShuffleConfig(seed=seed, reseed_after_execution=True)
-    ds = ray.data.read_parquet(path, filesystem=filesystem, shuffle=shuffle, partitioning=None)
+    ds = ray.data.read_parquet(path, filesystem=filesystem, shuffle=shuffle, partitioning=None,
+                               ray_remote_args={"num_cpus": DATA_TASK_CPUS})
     ds = ds.select_columns([column, *_META_COLUMNS])
     return ds.map_batches(_permute_rows, batch_size=None, batch_format="pyarrow",
-                          udf_modifying_row_count=False)
+                          udf_modifying_row_count=False, num_cpus=DATA_TASK_CPUS)
 
 
 def _permute_rows(table):

@@ -263,4 +263,7 @@ def prepare(t: dict, methods: list[str], where: str, progress=print) -> None:
             module.check(mcfg, source, where)
         if hasattr(module, "prepare"):
             module.prepare(mcfg, source, shots, progress)
+    from raygan.metrics.evaluate import warm_cache
+
+    warm_cache(source.size)  # shapesnet and the reference statistics, once
 

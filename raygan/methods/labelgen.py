@@ -116,11 +116,21 @@ class PackedData(SceneData):
             self.unpaired_images = load_part(root / "unpaired_images")["image"]
             self.unpaired_labels = load_part(root / "unpaired_labels")["label"]
 
+    streamed_rows = 0  # unpaired rows this worker took from Ray Data (reported with the metrics)
+
     def unpaired_image_batch(self, b, rng):
-        return next(self.streams["image"])["image"] if self.streams else super().unpaired_image_batch(b, rng)
+        if not self.streams:
+            return super().unpaired_image_batch(b, rng)
+        x = next(self.streams["image"])["image"]
+        self.streamed_rows += len(x)
+        return x
 
     def unpaired_label_batch(self, b, rng):
-        return next(self.streams["label"])["label"] if self.streams else super().unpaired_label_batch(b, rng)
+        if not self.streams:
+            return super().unpaired_label_batch(b, rng)
+        t = next(self.streams["label"])["label"]
+        self.streamed_rows += len(t)
+        return t
 
 
 def one_hot(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -284,6 +294,11 @@ def build(t: dict, device="cpu", grad_sync: Callable = no_sync, seed: int = 0, d
                                                   grad_sync=grad_sync, seed=seed)
 
 
+def streams(cfg: dict) -> bool:
+    """Whether trials of this plain config stream data through Ray Data."""
+    return cfg["data"].get("dataset") == "packed"
+
+
 def ray_datasets(t: dict) -> dict | None:
     """The Ray datasets a trial streams (the packed unpaired sets), for TorchTrainer."""
     if t["data"].dataset != "packed":
@@ -308,7 +323,10 @@ class Evaluation:
                                         device=device)
 
     def metrics(self, method: LabelToImage) -> dict:
-        return self.evaluator.metrics(method.generate)
+        out = self.evaluator.metrics(method.generate)
+        if isinstance(method.data, PackedData):
+            out["data/streamed_rows"] = float(method.data.streamed_rows)
+        return out
 
     def grid(self, method: LabelToImage) -> torch.Tensor:
         return self.evaluator.grid(method.generate)

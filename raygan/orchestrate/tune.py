@@ -12,6 +12,7 @@ from raygan.errors import UserError
 from raygan.search_space import Experiment, resolve
 
 TRIAL_CPUS = 0.01  # the trial function only waits on its TorchTrainer; workers hold the CPUs
+DATA_CPUS = 1.0  # kept free for Ray Data when trials stream their unpaired sets
 
 
 def _trial(params: dict, *, base: dict, scaling, exp_dir: str) -> None:
@@ -33,9 +34,17 @@ def _trial(params: dict, *, base: dict, scaling, exp_dir: str) -> None:
 def fit_concurrency(exp: Experiment, cluster_cpus: float) -> int:
     """Trials that fit at once: a trial whose Train workers cannot be placed does
     not queue, it fails after Ray Train's start-up timeout."""
+    from raygan.search_space import family_of
+
     sc = exp.scaling
     per_trial = TRIAL_CPUS + sc.num_workers * sc.cpus_per_worker
-    fits = int(cluster_cpus // per_trial)
+    streams = getattr(family_of(exp.methods[0]), "streams", lambda cfg: False)(exp.trial_config)
+    # Ray Data's read tasks stall when the trials' Train workers leave less than a
+    # whole CPU free (measured: 2 trials x 0.51 CPU on 2 cores hang on the first
+    # batch; 2 x 0.31 run), so streamed trials leave one CPU to the data.
+    fits = int(max(0.0, cluster_cpus - (DATA_CPUS if streams else 0.0)) // per_trial)
+    if streams and fits < 1:
+        fits = 1  # the first trial always runs; its data tasks then share the CPUs
     if fits < 1:
         raise UserError(exp.path, f"scaling: one trial needs {per_trial:g} CPUs, the Ray cluster has {cluster_cpus:g}")
     if fits < exp.search.max_concurrent:
@@ -74,11 +83,8 @@ def prepare_shared_assets(exp: Experiment) -> None:
     """Check the methods against the source model and build the cached metric
     networks (and e.g. RSSA's inversions) once in the driver, not in every trial."""
     from raygan.loop import prepare
-    from raygan.metrics.evaluate import warm_cache
-    from raygan.models.checkpoint import load_source
 
     prepare(exp.trial_config, exp.methods, exp.path, progress=lambda line: print(f"raygan: {line}", flush=True))
-    warm_cache(load_source(exp.trial_config["model"]["checkpoint"]).size)
 
 
 def run_search(exp: Experiment, resume: bool = False):
