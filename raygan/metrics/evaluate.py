@@ -18,7 +18,7 @@ from torchvision.utils import make_grid
 from raygan.data.synthetic import held_out
 from raygan.metrics.diversity import intra_cluster_diversity, make_distance
 from raygan.metrics.features import VERSION, default_cache_dir, extract_features, load_shapesnet
-from raygan.metrics.fid import feature_stats, frechet_distance
+from raygan.metrics.fid import cached_stats, feature_stats, frechet_distance
 from raygan.metrics.realism import realism
 from raygan.metrics.scs import make_edge_detector, scs
 
@@ -29,19 +29,7 @@ N_SCS = 200  # sample pairs behind SCS
 def reference_stats(net, size: int, n: int = N_REFERENCE) -> tuple[np.ndarray, np.ndarray]:
     """Feature statistics of held-out target images, cached on disk per size."""
     path = default_cache_dir() / f"ref_sketches_{size}px_{n}_{VERSION}.npz"
-    if path.is_file():
-        try:
-            with np.load(path) as f:
-                return f["mu"], f["sigma"]
-        except (OSError, ValueError, KeyError):
-            pass  # corrupt cache: recompute below
-    feats = extract_features(held_out("target", n, size=size, seed=1), net)
-    mu, sigma = feature_stats(feats.numpy())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, mu=mu, sigma=sigma)
-    tmp.replace(path)
-    return mu, sigma
+    return cached_stats(path, lambda: extract_features(held_out("target", n, size=size, seed=1), net).numpy())
 
 
 def warm_cache(size: int) -> None:

@@ -21,6 +21,26 @@ def feature_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return feats.mean(0), np.atleast_2d(np.cov(feats, rowvar=False))
 
 
+def cached_stats(path, features) -> tuple[np.ndarray, np.ndarray]:
+    """``feature_stats`` of ``features()`` (a callable giving [N, D]), cached as an npz
+    at ``path``; a corrupt cache file is recomputed and replaced atomically."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_file():
+        try:
+            with np.load(path) as f:
+                return f["mu"], f["sigma"]
+        except (OSError, ValueError, KeyError, EOFError):
+            pass  # corrupt cache: recompute below
+    mu, sigma = feature_stats(np.asarray(features()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, mu=mu, sigma=sigma)
+    tmp.replace(path)
+    return mu, sigma
+
+
 def frechet_distance(mu1, s1, mu2, s2, eps: float = 1e-6) -> float:
     """||mu1 - mu2||^2 + Tr(s1 + s2 - 2 (s1 s2)^(1/2))."""
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)

@@ -43,7 +43,7 @@ from torchvision.utils import make_grid
 
 from raygan.data.scenes import N_CLASSES, RARE, colorize, held_out, render_scenes
 from raygan.metrics.features import default_cache_dir
-from raygan.metrics.fid import feature_stats, frechet_distance
+from raygan.metrics.fid import cached_stats, feature_stats, frechet_distance
 from raygan.models.checkpoint import save_atomic
 
 VERSION = "v1"          # bump when the architecture, data or recipe changes (invalidates caches)
@@ -260,19 +260,7 @@ def scene_reference_stats(net: SegNet, size: int, n: int = N_REFERENCE, cache_di
     """(mu, sigma) of SegNet features of n held-out real scenes (held_out seed REFERENCE_SEED),
     cached on disk per size, n and net (the file name carries a hash of the weights)."""
     path = Path(cache_dir or default_cache_dir()) / f"ref_scenes_segnet_{size}px_{n}_{VERSION}_{_fingerprint(net)}.npz"
-    if path.is_file():
-        try:
-            with np.load(path) as f:
-                return f["mu"], f["sigma"]
-        except (OSError, ValueError, KeyError, EOFError):
-            pass  # corrupt cache: recompute below
-    images, _ = held_out(n, size, seed=REFERENCE_SEED)
-    mu, sigma = feature_stats(segnet_features(images, net).numpy())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, mu=mu, sigma=sigma)
-    tmp.replace(path)
-    return mu, sigma
+    return cached_stats(path, lambda: segnet_features(held_out(n, size, seed=REFERENCE_SEED)[0], net).numpy())
 
 
 def warm_cache(size: int) -> None:
