@@ -221,6 +221,9 @@ def build(t: dict, device="cpu", grad_sync: Callable = no_sync, seed: int = 0, *
     return method
 
 
+GRID_SHARED_ROWS = ("source",)  # the rows of a trial's samples.png that every trial shares
+
+
 class Evaluation:
     """Realism, diversity, Fréchet distance and SCS of G_t; grid: G_s above G_t, same z."""
     grid_name = "source_vs_adapted"

@@ -311,6 +311,9 @@ def ray_datasets(t: dict) -> dict | None:
     return unpaired_datasets(root / "unpaired_images", root / "unpaired_labels", seed=t["train"].seed)
 
 
+GRID_SHARED_ROWS = ("labels", "real")  # the rows of a trial's samples.png that every trial shares
+
+
 class Evaluation:
     """mIoU of a segmenter trained on real scenes, Fréchet distance in its
     feature space; grid: label maps, real images, generated images."""

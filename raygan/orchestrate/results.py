@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from raygan.search_space import Experiment, resolve
+from raygan.search_space import Experiment, family_of, resolve
 
 
 def _fmt(v) -> str:
@@ -91,8 +91,9 @@ def write_comparison(rows: list[dict], exp_dir: Path) -> list[dict]:
     for r in per_trial:
         if r["status"] == "ok" and r["_path"] and r["method"] not in first_seed:
             first_seed[r["method"]] = (f"{r['method']} s{r['seed']}", Path(r["_path"]) / "samples.png")
-    if comparison_grid(list(first_seed.values()), exp_dir / "comparison.png"):
-        print(f"raygan: samples side by side (top: source G_s; same z): {exp_dir / 'comparison.png'}")
+    shared = getattr(family_of(per_trial[0]["method"]), "GRID_SHARED_ROWS", ("source",)) if per_trial else ()
+    if comparison_grid(list(first_seed.values()), exp_dir / "comparison.png", shared):
+        print(f"raygan: samples side by side (shared rows: {', '.join(shared)}): {exp_dir / 'comparison.png'}")
     return per_method
 
 
