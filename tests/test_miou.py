@@ -6,6 +6,7 @@ import torch
 
 from raygan.data import scenes as S
 from raygan.metrics import miou as M
+from raygan.metrics.label_eval import SceneEvaluator
 
 torch.set_num_threads(1)
 
@@ -26,7 +27,7 @@ def net(cache_dir):
 
 @pytest.fixture(scope="module")
 def evaluator(net, cache_dir):
-    return M.SceneEvaluator(N_EVAL, 32, seed=0, net=net, cache_dir=cache_dir, n_reference=N_REF)
+    return SceneEvaluator(N_EVAL, 32, seed=0, net=net, cache_dir=cache_dir, n_reference=N_REF)
 
 
 # ---- confusion / mIoU -------------------------------------------------------------------------

@@ -63,6 +63,8 @@ def pack(src: str, dst, layout: str = "scenes", ratio: float = 0.05, seed: int =
         meta = {"n_classes": n_classes, "size": size, "kind": layout}
         for part, idx, keep in (("paired", parts.paired, (0, 1)), ("unpaired_images", parts.unpaired_images, (0,)),
                                 ("unpaired_labels", parts.unpaired_labels, (1,))):
+            if len(idx) == 0:
+                continue  # r = 1: a held-out split for evaluation (data.eval_root) has pairs only
             rows = ((r[0] if 0 in keep else None, r[1] if 1 in keep else None) for r in records(idx))
             write_shards(rows, tmp / part, meta=meta)
         info = {"source": src, "layout": layout, "ratio": parts.ratio, "requested_ratio": ratio, "seed": seed,

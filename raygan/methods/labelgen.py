@@ -35,10 +35,15 @@ class DataConfig:
     size: int = knob(32, choices=[32, 64, 128, 256], help="scenes: resolution")
     seed: int = knob(0, lo=0, help="scenes: which scenes and which split")
     shuffle_buffer: int = knob(256, lo=0, help="packed: rows in each worker's local shuffle buffer")
+    eval_root: str = knob("", help="a packed held-out split to evaluate on (raygan data pack ... --split val --ratio 1)")
+    segmenter: str = knob("", help="TorchScript segmenter scoring eval_root: the metric is miou_<file stem>")
 
     def validate(self, where, section):
         if self.dataset == "packed" and not self.root:
             raise UserError(where, f"{section}.root: dataset 'packed' needs the folder `raygan data pack` wrote")
+        if bool(self.eval_root) != bool(self.segmenter):
+            raise UserError(where, f"{section}.eval_root and {section}.segmenter go together: held-out pairs "
+                                   "and the segmenter that scores them")
 
 
 @dataclass
@@ -315,15 +320,17 @@ GRID_SHARED_ROWS = ("labels", "real")  # the rows of a trial's samples.png that 
 
 
 class Evaluation:
-    """mIoU of a segmenter trained on real scenes, Fréchet distance in its
-    feature space; grid: label maps, real images, generated images."""
+    """Embedded scenes: mIoU of a segmenter trained on real scenes, Fréchet distance in its
+    feature space. Given data.eval_root + data.segmenter: that segmenter's mIoU on those
+    held-out pairs. Grid: label maps, real images, generated images."""
     grid_name = "labels_real_generated"
 
     def __init__(self, t: dict, method: LabelToImage, device="cpu"):
-        from raygan.metrics.miou import SceneEvaluator
+        from raygan.metrics.label_eval import SceneEvaluator, packed_evaluator
 
-        self.evaluator = SceneEvaluator(t["train"].eval_samples, method.data.size, seed=t["train"].seed,
-                                        device=device)
+        d, n, seed = t["data"], t["train"].eval_samples, t["train"].seed
+        self.evaluator = (packed_evaluator(d.eval_root, d.segmenter, n, seed, device) if d.segmenter
+                          else SceneEvaluator(n, method.data.size, seed=seed, device=device))
 
     def metrics(self, method: LabelToImage) -> dict:
         out = self.evaluator.metrics(method.generate)
@@ -339,19 +346,33 @@ make_evaluator = Evaluation
 
 
 def prepare(t: dict, methods: list[str], where: str, progress=print) -> None:
-    """Train/load the cached scene segmenter once, in the driver; check the VGG weights."""
+    """In the driver, once: check the VGG weights and the user's segmenter and held-out
+    split, or train/load the cached scene segmenter."""
+    from raygan.data.semipaired import read_split
     from raygan.losses.segmentation import load_vgg_perceptual
     from raygan.metrics.miou import load_segnet, scene_reference_stats
 
     if t["train"].vgg_weights:
         load_vgg_perceptual(t["train"].vgg_weights)  # a bad file is a one-line error here
-    size = t["data"].size
-    if t["data"].dataset == "packed":
-        from raygan.data.semipaired import read_split
-
-        info = read_split(t["data"].root)
-        if info["layout"] != "scenes":
-            raise UserError(where, f"data.root: evaluation of {info['layout']} needs its own segmenter "
-                                   "(not built yet); the embedded scenes are evaluated with segnet")
+    d, size = t["data"], t["data"].size
+    if d.dataset == "packed":
+        info = read_split(d.root)
+        if not info["counts"]["unpaired_images"]:
+            raise UserError(d.root, "has no unpaired part (packed with --ratio 1): it can be data.eval_root, "
+                                    "not the training data")
+        if info["layout"] != "scenes" and not d.segmenter:
+            raise UserError(where, f"data.segmenter: a packed {info['layout']} dataset is scored with your own "
+                                   "segmenter on held-out pairs (data.eval_root, data.segmenter)")
         size = info["size"]
+    if d.segmenter:
+        from raygan.data.scenes import N_CLASSES
+        from raygan.metrics.label_eval import load_segmenter
+
+        held = read_split(d.eval_root)
+        want = (info["n_classes"] if d.dataset == "packed" else N_CLASSES, size)
+        if (held["n_classes"], held["size"]) != want:
+            raise UserError(d.eval_root, f"held-out split has {held['n_classes']} classes at {held['size']} px; "
+                                         f"the training data has {want[0]} at {want[1]} px")
+        load_segmenter(d.segmenter, held["n_classes"], size)  # a bad file is a one-line error here
+        return
     scene_reference_stats(load_segnet(size), size)

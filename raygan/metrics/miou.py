@@ -39,11 +39,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchvision.utils import make_grid
 
-from raygan.data.scenes import N_CLASSES, RARE, colorize, held_out, render_scenes
+from raygan.data.scenes import N_CLASSES, held_out, render_scenes
 from raygan.metrics.features import default_cache_dir
-from raygan.metrics.fid import cached_stats, feature_stats, frechet_distance
+from raygan.metrics.fid import cached_stats
 from raygan.models.checkpoint import save_atomic
 
 VERSION = "v1"          # bump when the architecture, data or recipe changes (invalidates caches)
@@ -266,80 +265,3 @@ def scene_reference_stats(net: SegNet, size: int, n: int = N_REFERENCE, cache_di
 def warm_cache(size: int) -> None:
     """Train/load SegNet and its reference statistics once, before trials start."""
     scene_reference_stats(load_segnet(size), size)
-
-
-# ---- evaluator --------------------------------------------------------------------------------
-
-def _fork_rng_devices(device) -> list:
-    d = torch.device(device)
-    return [d.index or 0] if d.type == "cuda" else []
-
-
-class SceneEvaluator:
-    """Scores a label-to-image generator on fixed held-out label maps.
-
-    ``generate(labels_onehot [B, N_CLASSES, H, W] float) -> images [B, 3, H, W] in [-1, 1]`` is
-    supplied by the method; it is called in batches of ``batch`` in the order of ``self.labels``,
-    each batch under a fixed torch seed (forked RNG: the caller's RNG state is untouched), so
-    every evaluation sees the same noise. ``net`` / ``cache_dir`` / ``n_reference`` override
-    the cached full-recipe SegNet and reference statistics (tests)."""
-
-    def __init__(self, n_samples: int, size: int, seed: int = 0, device="cpu", *, net: SegNet | None = None,
-                 cache_dir=None, n_reference: int = N_REFERENCE, batch: int = 200):
-        if n_samples < 2:
-            raise ValueError(f"n_samples must be >= 2 (a covariance needs two samples), got {n_samples}")
-        self.size, self.seed, self.device, self.batch = size, seed, device, batch
-        self.net = (net if net is not None else load_segnet(size, cache_dir=cache_dir, device=device)).to(device).eval()
-        self.real_images, self.labels = held_out(n_samples, size, seed=seed)
-        self.mu, self.sigma = scene_reference_stats(self.net, size, n_reference, cache_dir=cache_dir)
-        self._real_miou = None
-
-    def onehot(self, labels: torch.Tensor) -> torch.Tensor:
-        """Label ids [B, H, W] -> one-hot float [B, N_CLASSES, H, W] on the evaluator's device."""
-        return F.one_hot(labels.to(self.device), N_CLASSES).permute(0, 3, 1, 2).float()
-
-    @torch.no_grad()
-    def generate(self, generate, labels: torch.Tensor | None = None, stream: int = 0) -> torch.Tensor:
-        """generate() on labels (default: all of self.labels), batch by batch under fixed seeds;
-        images clamped to [-1, 1], on the CPU."""
-        labels = self.labels if labels is None else labels
-        out = []
-        with torch.random.fork_rng(devices=_fork_rng_devices(self.device)):
-            for i, lab in enumerate(labels.split(self.batch)):
-                torch.manual_seed(self.seed * 100_003 + stream * 10_007 + i)
-                images = generate(self.onehot(lab))
-                if images.shape != (len(lab), 3, *lab.shape[-2:]):
-                    raise ValueError(f"generate returned {tuple(images.shape)} for {len(lab)} label maps "
-                                     f"of {tuple(lab.shape[-2:])}; expected [B, 3, H, W]")
-                out.append(images.detach().float().clamp(-1, 1).cpu())
-        return torch.cat(out)
-
-    def _scores(self, images: torch.Tensor) -> tuple[float, torch.Tensor]:
-        return miou(confusion(segment(images, self.net, self.batch), self.labels))
-
-    def real_miou(self) -> float:
-        """mIoU of SegNet on the real held-out images of these label maps: the ceiling."""
-        if self._real_miou is None:
-            self._real_miou = self._scores(self.real_images)[0]
-        return self._real_miou
-
-    def metrics(self, generate) -> dict:
-        """{"miou_segnet", "miou_rare", "fd_segnet"} of generate() on the held-out label maps.
-        miou_rare is the mean IoU of scenes.RARE classes (NaN if none appears in these label
-        maps nor in the predictions)."""
-        images = self.generate(generate)
-        m, iou = self._scores(images)
-        rare = iou[RARE]
-        rare = rare[~torch.isnan(rare)]
-        mu, sigma = feature_stats(segnet_features(images, self.net, self.batch).numpy())
-        return {MIOU_NAME: m,
-                FD_NAME: frechet_distance(mu, sigma, self.mu, self.sigma),
-                RARE_NAME: rare.mean().item() if len(rare) else math.nan}
-
-    def grid(self, generate, n: int = 8) -> torch.Tensor:
-        """[3, H', W'] in [0, 1]: colorized label maps, real images, generated images (rows)."""
-        n = min(n, len(self.labels))
-        lab = self.labels[:n]
-        fake = self.generate(generate, lab, stream=1)
-        rows = torch.cat([colorize(lab), self.real_images[:n], fake])
-        return make_grid(rows, nrow=n, normalize=True, value_range=(-1, 1), padding=1)
