@@ -33,11 +33,13 @@ def check_value(f: dataclasses.Field, value: Any, where: str, key: str, tp=None)
     tp = tp or f.type
     meta = f.metadata
     origin = typing.get_origin(tp)
-    if origin is typing.Union:  # e.g. Optional[str]
+    if origin is typing.Union:  # e.g. Optional[str], or Union[str, list[str]]
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        tp = next(a for a in args if a is not type(None))
+        args = [a for a in args if a is not type(None)]
+        # A list value is checked against the union's list type, anything else against its first type.
+        tp = next((a for a in args if (typing.get_origin(a) is list) == isinstance(value, list)), args[0])
         origin = typing.get_origin(tp)
     if origin is list:
         (item_tp,) = typing.get_args(tp)
@@ -140,16 +142,50 @@ class TrainConfig:
                                    "weights (or use sobel/canny)")
 
 
+MAX_OBJECTIVES = 3
+
+
 @dataclass
 class SearchConfig:
     num_samples: int = knob(8, lo=1)
-    metric: str = knob("fd_shapesnet", help="metric to optimise")
-    mode: str = knob("min", choices=["min", "max"])
-    searcher: str = knob("tpe", choices=["tpe", "random"])
+    metric: typing.Union[str, list[str]] = knob("fd_shapesnet", help="metric to optimise, or a list of objectives")
+    mode: typing.Union[str, list[str]] = knob("min", choices=["min", "max"], help="one per metric")
+    searcher: str = knob("tpe", choices=["tpe", "random", "nsga2"])
     scheduler: str = knob("fifo", choices=["fifo", "asha"])
     grace_period: int = knob(1, lo=1, help="ASHA: evaluations before a trial may stop")
     max_concurrent: int = knob(2, lo=1)
     seed: int = knob(0, lo=0)
+
+    @property
+    def objectives(self) -> list[tuple[str, str]]:
+        """(metric, mode) pairs: one for a plain search, several for a Pareto search."""
+        metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+        modes = self.mode if isinstance(self.mode, list) else [self.mode]
+        return list(zip(metrics, modes))
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    def describe(self) -> str:
+        text = " and ".join(f"{m} ({d})" for m, d in self.objectives)
+        return f"{text}, Pareto front" if self.multi_objective else text
+
+    def validate(self, where, section):
+        metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+        modes = self.mode if isinstance(self.mode, list) else [self.mode]
+        if isinstance(self.metric, list) != isinstance(self.mode, list) or len(metrics) != len(modes):
+            raise UserError(where, f"{section}.mode: expected one mode per metric ({len(metrics)} metric(s) "
+                                   f"{self.metric!r}), got {self.mode!r}")
+        if not 1 <= len(metrics) <= MAX_OBJECTIVES:
+            raise UserError(where, f"{section}.metric: expected 1 to {MAX_OBJECTIVES} objectives, got {len(metrics)}")
+        if len(set(metrics)) < len(metrics):
+            raise UserError(where, f"{section}.metric: expected distinct objectives, got {self.metric!r}")
+        if len(metrics) == 1:  # [m] is m
+            self.metric, self.mode = metrics[0], modes[0]
+        if len(metrics) > 1 and self.scheduler == "asha":
+            raise UserError(where, f"{section}.scheduler: asha stops trials by one metric; a search with several "
+                                   "objectives needs fifo")
 
 
 @dataclass
@@ -159,6 +195,9 @@ class ScalingConfig:
     # 0.9, not 1: each trial's coordinating actor holds 0.01 CPU, so two 1-CPU
     # trials would need 2.02 CPUs and never both start on a 2-core machine.
     cpus_per_worker: float = knob(0.9, lo=0.0, lo_open=True)
+    placement: str = knob("pack", choices=["pack", "spread", "strict_spread"],
+                          help="a trial's Train workers: packed onto few nodes, spread, or one per node")
+    max_failures: int = knob(2, lo=0, help="worker crashes a trial recovers from, each time from its last checkpoint")
 
 
 @dataclass

@@ -13,12 +13,14 @@ from raygan.search_space import Experiment, resolve
 
 TRIAL_CPUS = 0.01  # the trial function only waits on its TorchTrainer; workers hold the CPUs
 DATA_CPUS = 1.0  # kept free for Ray Data when trials stream their unpaired sets
+STOPPED = "stopped"  # the result key saying why a trial stopped early (e.g. a loss became non-finite)
 
 
-def _trial(params: dict, *, base: dict, scaling, exp_dir: str) -> None:
+def _trial(params: dict, *, base: dict, scaling, exp_dir: str, objectives=()) -> None:
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from raygan.loop import NonFiniteLoss
     from raygan.orchestrate.train import fit_trial
 
     ctx = tune.get_context()
@@ -26,9 +28,14 @@ def _trial(params: dict, *, base: dict, scaling, exp_dir: str) -> None:
     # local working copy that is never synced when Tune reuses actors).
     trial_dir = Path(exp_dir) / Path(ctx.get_trial_dir()).name
     # A stable Train run name per trial, so a restarted trial finds its checkpoints.
-    fit_trial(resolve(base, params), scaling, name=f"train_{ctx.get_trial_id()}",
-              storage=str(Path(exp_dir) / "_train"), log_dir=str(trial_dir),
-              callbacks=[TuneReportCallback()], label=f"trial {ctx.get_trial_id()}")
+    try:
+        fit_trial(resolve(base, params), scaling, name=f"train_{ctx.get_trial_id()}",
+                  storage=str(Path(exp_dir) / "_train"), log_dir=str(trial_dir),
+                  callbacks=[TuneReportCallback()], label=f"trial {ctx.get_trial_id()}")
+    except NonFiniteLoss as e:
+        # A diverged trial has finished (its status says why), not failed: neither
+        # retried nor resumed. Tune wants the searched metrics in every result.
+        tune.report({**{m: float("nan") for m in objectives}, STOPPED: str(e)})
 
 
 def fit_concurrency(exp: Experiment, cluster_cpus: float) -> int:
@@ -53,19 +60,34 @@ def fit_concurrency(exp: Experiment, cluster_cpus: float) -> int:
     return min(fits, exp.search.max_concurrent)
 
 
-def _searcher(exp: Experiment, max_concurrent: int | None = None):
-    """Optuna (TPE or random); a space with grid dimensions goes to Tune's own
-    variant generator instead (every grid point x num_samples random draws)."""
+def _sampler(search):
+    """Optuna's sampler. TPE and random handle several objectives as they are
+    (TPE then ranks trials by Pareto dominance); NSGA-II evolves a population,
+    kept at a quarter of the budget (2 to 50, Optuna's default) so that even a
+    small search runs a few generations rather than one random one."""
     import optuna
+
+    if search.searcher == "tpe":
+        return optuna.samplers.TPESampler(seed=search.seed)
+    if search.searcher == "nsga2":
+        population = min(50, max(2, search.num_samples // 4))
+        return optuna.samplers.NSGAIISampler(population_size=population, seed=search.seed)
+    return optuna.samplers.RandomSampler(seed=search.seed)
+
+
+def _searcher(exp: Experiment, max_concurrent: int | None = None):
+    """Optuna (TPE, NSGA-II or random; one objective or several); a space with
+    grid dimensions goes to Tune's own variant generator instead (every grid
+    point x num_samples random draws)."""
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
     s = exp.search
     if exp.is_grid:
         return BasicVariantGenerator(max_concurrent=max_concurrent or s.max_concurrent, random_state=s.seed)
-    sampler = (optuna.samplers.TPESampler(seed=s.seed) if s.searcher == "tpe"
-               else optuna.samplers.RandomSampler(seed=s.seed))
-    return ConcurrencyLimiter(OptunaSearch(sampler=sampler, metric=s.metric, mode=s.mode),
+    # Several objectives: OptunaSearch takes the lists and builds a multi-objective
+    # study (TuneConfig then names no metric; results.py ranks by Pareto front).
+    return ConcurrencyLimiter(OptunaSearch(sampler=_sampler(s), metric=s.metric, mode=s.mode),
                               max_concurrent=max_concurrent or s.max_concurrent)
 
 
@@ -99,6 +121,8 @@ def run_search(exp: Experiment, resume: bool = False):
     if exp_dir.exists() and not resume and any(exp_dir.iterdir()):
         raise UserError(exp.path, f"results for '{exp.name}' already exist in {exp_dir} "
                                   "(use --resume, another output.name, or remove it)")
+    if resume and not tune.Tuner.can_restore(str(exp_dir)):
+        raise UserError(exp.path, f"--resume: {exp_dir} holds no search to resume (run without --resume to start one)")
     prepare_shared_assets(exp)  # also checks model.checkpoint before anything is written
     try:
         storage.mkdir(parents=True, exist_ok=True)
@@ -111,10 +135,14 @@ def run_search(exp: Experiment, resume: bool = False):
         ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=True,
                  dashboard_host="127.0.0.1", configure_logging=False)
     cpus = ray.cluster_resources().get("CPU", 0)
+    metric = exp.search.metric
     trainable = tune.with_resources(
-        tune.with_parameters(_trial, base=exp.trial_config, scaling=exp.scaling, exp_dir=str(exp_dir)),
+        tune.with_parameters(_trial, base=exp.trial_config, scaling=exp.scaling, exp_dir=str(exp_dir),
+                             objectives=metric if isinstance(metric, list) else [metric]),
         {"cpu": TRIAL_CPUS})
-    if resume and tune.Tuner.can_restore(str(exp_dir)):
+    if resume:
+        # Finished (and diverged) trials stay as they are; unfinished and errored ones
+        # run again and their Train runs continue from their last checkpoints.
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
     else:
         tuner = tune.Tuner(
