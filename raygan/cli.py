@@ -39,6 +39,16 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
     q.add_argument("--init", help="continue training from this checkpoint")
+
+    b = sub.add_parser("dashboard", help="Ray dashboard and TensorBoard for a results folder, on 127.0.0.1")
+    b.add_argument("results", nargs="?", default="./raygan_results", help="results folder (output.dir)")
+    b.add_argument("--port", type=int, default=8265, help="Ray dashboard port, when a local head is started")
+    b.add_argument("--tb-port", type=int, default=6006, help="TensorBoard port")
+    b.add_argument("--address", default="auto",
+                   help="auto: RAY_ADDRESS or a cluster running on this machine, else start one; "
+                        "local: always start one; or HOST:PORT / http://HOST:8265")
+    b.add_argument("--host", default="127.0.0.1", help="listen address (anything else is reachable by others)")
+    b.add_argument("--run-for", type=float, help=argparse.SUPPRESS)  # tests: stop after this many seconds
     return p
 
 
@@ -73,7 +83,7 @@ def cmd_tune(args) -> int:
     if (exp_dir / "best_config.yaml").exists():
         print(f"raygan: best configuration: {exp_dir / 'best_config.yaml'}")
     print(f"raygan: tensorboard --logdir {exp_dir}")
-    return 0 if any(r.error is None for r in results) else 1
+    return 0 if any(r.error is None and not (r.metrics or {}).get("stopped") for r in results) else 1
 
 
 def cmd_train(args) -> int:
@@ -116,13 +126,20 @@ def cmd_pretrain(args) -> int:
     return 0
 
 
+def cmd_dashboard(args) -> int:
+    from raygan.dashboard import serve
+
+    return serve(args.results, port=args.port, tb_port=args.tb_port, address=args.address, host=args.host,
+                 run_for=args.run_for)
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     from raygan.errors import UserError
 
     try:
         return {"tune": cmd_tune, "train": cmd_train, "data": cmd_data,
-                "pretrain": cmd_pretrain}[args.command](args)
+                "pretrain": cmd_pretrain, "dashboard": cmd_dashboard}[args.command](args)
     except UserError as e:
         print(f"raygan: error: {e}", file=sys.stderr)
         return 2
