@@ -59,12 +59,11 @@ def _running_cluster(address: str) -> str | None:
         return address
     if os.environ.get("RAY_ADDRESS"):
         return os.environ["RAY_ADDRESS"]
-    try:  # clusters started on this machine (`ray start`, ray.cluster_utils); private API
-        from ray._private.services import find_bootstrap_address, find_gcs_addresses
+    try:  # a cluster running on this machine (`ray start`); private API
+        from ray._private.services import find_gcs_addresses
 
-        live = find_gcs_addresses()
-        latest = find_bootstrap_address(None)
-        return latest if latest in live else next(iter(live), None)
+        # "auto" lets ray.init pick it and take up its token authentication.
+        return "auto" if find_gcs_addresses() else None
     except Exception:
         return None
 

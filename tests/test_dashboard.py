@@ -99,6 +99,15 @@ def test_serves_both_on_loopback_only(tmp_path):
             for p in (port, tb_port):
                 with pytest.raises(OSError):
                     socket.create_connection((node_ip, p), timeout=3).close()
+
+        # The printed line reaches this head: a second `raygan dashboard` points to it.
+        joined = dict(env, **dict(kv.split("=", 1) for kv in
+                                  re.search(r"(RAY_ADDRESS=\S+ RAY_AUTH_MODE=token)", out).group(1).split()))
+        second = subprocess.run(
+            [sys.executable, "-m", "raygan.cli", "dashboard", str(results), "--tb-port", str(_free_port()),
+             "--run-for", "0"], cwd=REPO, env=joined, capture_output=True, text=True, timeout=90)
+        assert second.returncode == 0, second.stderr[-2000:]
+        assert f"Ray dashboard  {dash}   (running cluster)" in second.stdout, second.stdout
     finally:
         proc.send_signal(signal.SIGINT)
         try:
