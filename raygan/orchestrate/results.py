@@ -1,15 +1,22 @@
-"""After a search: the ranked table, results.csv and best_config.yaml; with the
-method as a search dimension also the comparison table (comparison.csv)."""
+"""After a search: the ranked table, results.csv and best_config.yaml; with
+several objectives the Pareto front (pareto.csv); with the method as a search
+dimension also the comparison table (comparison.csv). ``read_trials`` reads a
+finished (or interrupted) run back from its folder, for ``raygan report``."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from raygan.search_space import Experiment, family_of, resolve
+
+EXPERIMENT_COPY = "experiment.yaml"  # the experiment file as run, beside its results
 
 
 def _fmt(v) -> str:
@@ -18,24 +25,57 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def pareto_ranks(values, modes) -> list[int]:
+    """Non-dominated sorting (Deb et al. 2002, NSGA-II): rank 1 is the Pareto
+    front, rank k+1 the front of what remains without ranks 1..k. Point a
+    dominates b when it is no worse in every objective and better in one.
+    ``values``: n x k objective values; ``modes``: k of "min"/"max"."""
+    v = np.asarray(values, dtype=float).reshape(len(values), len(modes))
+    v = v * np.array([1.0 if m == "min" else -1.0 for m in modes])  # all minimised
+    no_worse = (v[:, None, :] <= v[None, :, :]).all(-1)
+    better = (v[:, None, :] < v[None, :, :]).any(-1)
+    dominates = no_worse & better  # [a, b]: a dominates b
+    ranks, left, rank = np.zeros(len(v), dtype=int), np.ones(len(v), dtype=bool), 1
+    while left.any():
+        front = left & ~(dominates & left[:, None]).any(0)
+        ranks[front], left, rank = rank, left & ~front, rank + 1
+    return ranks.tolist()
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def ranked_rows(results, exp: Experiment) -> list[dict]:
-    """One row per trial: params, final metrics, status; best first."""
-    metric, sign = exp.search.metric, (1 if exp.search.mode == "min" else -1)
+    """One row per trial: params, final metrics, status; best first. With several
+    objectives: by Pareto rank (``pareto_rank``, 1 = the front), then by the first."""
+    objectives = exp.search.objectives
+    (metric, mode), multi = objectives[0], len(objectives) > 1
+    sign = 1 if mode == "min" else -1
     rows = []
     for r in results:
         m = r.metrics or {}
         params = {k: v for k, v in (r.config or {}).items() if k in exp.space}
-        row = {"trial": m.get("trial_id", "?"),
+        row = {"trial": m.get("trial_id", "?"), **({"pareto_rank": ""} if multi else {}),
                **params, **{k: v for k, v in m.items() if _is_result_metric(k)}}
-        row["status"] = "error: " + str(r.error).strip().splitlines()[-1][:80] if r.error else "ok"
+        row["status"] = ("error: " + str(r.error).strip().splitlines()[-1][:80] if r.error
+                         else f"stopped: {m['stopped']}" if m.get("stopped") else "ok")
         row["_params"], row["_path"] = params, r.path
         rows.append(row)
+    if multi:
+        ranked = [r for r in rows if r["status"] == "ok" and all(_finite(r.get(k)) for k, _ in objectives)]
+        if ranked:
+            ranks = pareto_ranks([[r[k] for k, _ in objectives] for r in ranked], [d for _, d in objectives])
+            for r, k in zip(ranked, ranks):
+                r["pareto_rank"] = k
 
-    def key(row):  # finished trials by metric, then those without a finite metric, then errors
-        v = row.get(metric)
+    def key(row):  # finished trials by (Pareto rank and) metric, then those without finite metrics, then the rest
         if row["status"] != "ok":
-            return (2, 0)
-        return (0, sign * v) if isinstance(v, (int, float)) and math.isfinite(v) else (1, 0)
+            return (2, 0, 0)
+        if multi:
+            return (0, row["pareto_rank"], sign * row[metric]) if row["pareto_rank"] != "" else (1, 0, 0)
+        v = row.get(metric)
+        return (0, 0, sign * v) if _finite(v) else (1, 0, 0)
     return sorted(rows, key=key)
 
 
@@ -97,18 +137,79 @@ def write_comparison(rows: list[dict], exp_dir: Path) -> list[dict]:
     return per_method
 
 
+def trial_yaml(exp: Experiment, params: dict, name: str, comment: str) -> str:
+    """One trial as an experiment file (its sampled knobs as constants, and the
+    search's scaling): ``raygan train`` on it reruns that trial."""
+    import dataclasses
+
+    cfg = resolve(exp.trial_config, params)
+    doc = {"name": name, "method": cfg.pop("method"), **cfg, "scaling": dataclasses.asdict(exp.scaling)}
+    return f"# {comment}\n" + yaml.safe_dump(doc, sort_keys=False)
+
+
+def save_experiment(exp: Experiment, exp_dir: Path) -> Path:
+    """Keep the experiment file beside its results (``raygan report`` reads it),
+    verbatim, plus its name when that came from the file's own name."""
+    text = Path(exp.path).read_text()
+    doc = yaml.safe_load(text)
+    if not doc.get("name") and not (doc.get("output") or {}).get("name"):
+        text = (f"name: {exp.name}\n" + text if not text.lstrip().startswith("{")
+                else yaml.safe_dump({"name": exp.name, **doc}, sort_keys=False))
+    out = exp_dir / EXPERIMENT_COPY
+    out.write_text(f"# {exp.path}, as run by raygan tune\n" + text)
+    return out
+
+
 def write_summary(results, exp: Experiment, exp_dir: Path) -> list[dict]:
     rows = ranked_rows(results, exp)
     cols = [c for c in dict.fromkeys(k for r in rows for k in r if not k.startswith("_"))]
     _write_csv(exp_dir / "results.csv", rows, cols)
     _print_table(rows, cols)
+    save_experiment(exp, exp_dir)
+    if exp.search.multi_objective:
+        front = [r for r in rows if r["pareto_rank"] == 1]
+        _write_csv(exp_dir / "pareto.csv", front, cols)
+        names = " and ".join(f"{m} ({d})" for m, d in exp.search.objectives)
+        print(f"\nraygan: Pareto front of {names}: {len(front)} trial(s) "
+              f"({', '.join(r['trial'] for r in front)}) in {exp_dir / 'pareto.csv'}")
     if "method.name" in exp.space:
         write_comparison(rows, exp_dir)
     best = rows[0] if rows and rows[0]["status"] == "ok" else None
     if best is not None:
-        cfg = resolve(exp.trial_config, best["_params"])
-        doc = {"name": f"{exp.name}_best", "method": cfg.pop("method"), **cfg}
-        (exp_dir / "best_config.yaml").write_text(
-            f"# best trial of {exp.path} by {exp.search.metric} ({exp.search.mode}): "
-            f"{_fmt(best.get(exp.search.metric))}\n" + yaml.safe_dump(doc, sort_keys=False))
+        metric = exp.search.objectives[0][0]
+        how = (f"first of the Pareto front by {metric}" if exp.search.multi_objective
+               else f"best trial by {exp.search.describe()}")
+        (exp_dir / "best_config.yaml").write_text(trial_yaml(
+            exp, best["_params"], f"{exp.name}_best",
+            f"{how}, of {exp.path}: {metric} = {_fmt(best.get(metric))} (trial {best['trial']})"))
     return rows
+
+
+@dataclass
+class TrialRecord:
+    """One trial read back from its folder; has what ``ranked_rows`` reads of a Tune Result."""
+    path: str
+    config: dict
+    metrics: dict  # the last report
+    error: str | None
+    history: list[dict] = field(default_factory=list)  # every report, in order
+
+
+def read_trials(exp_dir: Path) -> list[TrialRecord]:
+    """Tune's per-trial files: params.json (the sampled knobs), result.json (one
+    JSON report per line), error.txt (appended at each failure; one after the
+    last report is the trial's status)."""
+    out = []
+    for d in sorted(p for p in Path(exp_dir).iterdir() if p.is_dir() and p.name.startswith("_trial_")):
+        params_file, result_file, error_file = d / "params.json", d / "result.json", d / "error.txt"
+        if not params_file.is_file():
+            continue
+        history = []
+        if result_file.is_file():
+            history = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
+        error = None
+        if error_file.is_file() and (not history or error_file.stat().st_mtime >= result_file.stat().st_mtime):
+            error = error_file.read_text().strip() or "failed"
+        metrics = dict(history[-1]) if history else {"trial_id": d.name.split("_")[2]}
+        out.append(TrialRecord(str(d), json.loads(params_file.read_text()), metrics, error, history))
+    return out
