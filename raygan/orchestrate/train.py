@@ -1,10 +1,25 @@
-"""Ray Train wrapper: the plain loop inside TorchTrainer workers (gloo on CPU, nccl on GPU)."""
+"""Ray Train wrapper: the plain loop inside TorchTrainer workers (gloo on CPU, nccl on GPU).
+
+Failures: a worker that crashes (or a lost node) restarts the worker group, up to
+``scaling.max_failures`` times, each time from the last reported checkpoint. A
+loss that becomes NaN/inf stops the run for good (a retry would diverge again):
+the reason goes to ``stopped.txt`` in the run's log folder, a restarted worker
+group finds it and does not train again, and the driver raises NonFiniteLoss.
+"""
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import signal
 import tempfile
 from pathlib import Path
 
 STATE_FILE = "state.pt"
+STOP_FILE = "stopped.txt"
+# Diagnostics, read in the driver (the multi-node and fault-tolerance tests use them):
+TRACE_ENV = "RAYGAN_WORKER_TRACE"  # "1": every rank logs what it did to <log dir>/worker_trace/rank<r>.jsonl
+KILL_ENV = "RAYGAN_KILL_WORKER_AT_STEP"  # N: rank 0's process SIGKILLs itself once, when step N is to be reported
 
 
 def all_reduce_mean(params) -> None:
@@ -21,11 +36,61 @@ def all_reduce_mean(params) -> None:
         p.grad.div_(world)
 
 
+def fingerprint(tensors) -> str:
+    """A short hash of the tensors' values (None counts as a value)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(b"-" if t is None else t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class WorkerTrace:
+    """One rank's record as JSON lines: where it ran and which step it resumed from,
+    fingerprints of the parameters and gradients at every gradient synchronisation,
+    the ids of the unpaired rows it consumed, the steps it reported."""
+
+    def __init__(self, folder: str, rank: int, **start):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        self.file = open(Path(folder) / f"rank{rank}.jsonl", "a", buffering=1)
+        self.log(event="start", rank=rank, pid=os.getpid(), **start)
+
+    def log(self, **event) -> None:
+        self.file.write(json.dumps(event) + "\n")
+
+    def sync(self, grad_sync):
+        def traced(params):
+            params = list(params)
+            local = fingerprint(p.grad for p in params)
+            grad_sync(params)
+            self.log(event="sync", params=fingerprint(params), local_grads=local,
+                     grads=fingerprint(p.grad for p in params))
+        return traced
+
+    def shards(self, get_shard):
+        trace = self
+
+        class TracedShard:
+            def __init__(self, name):
+                self.name, self.shard = name, get_shard(name)
+
+            def iter_batches(self, **kwargs):
+                for batch in self.shard.iter_batches(**kwargs):
+                    trace.log(event="rows", dataset=self.name, index=[int(i) for i in batch["index"]])
+                    yield batch
+        return TracedShard
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import torch
 
-    from raygan.loop import Hooks, run
+    from raygan.loop import Hooks, NonFiniteLoss, run
     from raygan.methods.fewshot import no_sync
     from raygan.models.checkpoint import save_atomic
 
@@ -34,14 +99,36 @@ def train_loop_per_worker(config: dict) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device() if runtime["use_gpu"] else torch.device("cpu")
+    stop_file = Path(runtime["stop_file"])
+    progress = lambda line: print(f"[{runtime['label']}] {line}", flush=True)  # noqa: E731
+    if stop_file.exists():  # the group restarted after another rank's loss diverged
+        return
 
     restore = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             restore = torch.load(Path(d) / STATE_FILE, map_location=device, weights_only=True)
+        if rank == 0:
+            progress(f"resuming from the checkpoint of step {restore['step']}")
+
+    grad_sync = all_reduce_mean if world > 1 else no_sync
+    dataset_shard = ray.train.get_dataset_shard if runtime["streams"] else None
+    if runtime["trace_dir"]:
+        trace = WorkerTrace(runtime["trace_dir"], rank, world=world,
+                            node=ray.get_runtime_context().get_node_id(),
+                            restored_step=restore["step"] if restore else None)
+        grad_sync = trace.sync(grad_sync)
+        dataset_shard = trace.shards(dataset_shard) if dataset_shard else None
 
     def report(metrics: dict, state: dict | None) -> None:
+        if runtime["kill_at_step"] == metrics["step"] and rank == 0:
+            marker = stop_file.with_name(f".killed_at_step_{metrics['step']}")
+            if not marker.exists():
+                marker.touch()
+                os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, as when a node or process dies
+        if runtime["trace_dir"]:
+            trace.log(event="report", step=metrics["step"])
         if state is None:
             ray.train.report(metrics)
             return
@@ -49,27 +136,39 @@ def train_loop_per_worker(config: dict) -> None:
             save_atomic(state, Path(d) / STATE_FILE)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
-    hooks = Hooks(report=report, restore=restore, rank=rank, world_size=world,
-                  dataset_shard=ray.train.get_dataset_shard if runtime["streams"] else None,
-                  grad_sync=all_reduce_mean if world > 1 else no_sync,
-                  log_dir=runtime.get("log_dir") if rank == 0 else None, device=str(device),
-                  progress=lambda line: print(f"[{runtime['label']}] {line}", flush=True))
-    run(config, hooks)
+    hooks = Hooks(report=report, restore=restore, rank=rank, world_size=world, dataset_shard=dataset_shard,
+                  grad_sync=grad_sync, log_dir=runtime.get("log_dir") if rank == 0 else None, device=str(device),
+                  progress=progress)
+    try:
+        run(config, hooks)
+    except NonFiniteLoss as e:
+        _write_atomic(stop_file, str(e))
+        progress(f"stopped: {e}")
+        if world > 1:
+            raise  # the other ranks may wait in a collective: let Train end the group (the restart stops at once)
 
 
 def fit_trial(config: dict, scaling, name: str, storage: str, log_dir: str | None,
               callbacks=(), label: str = "train"):
-    """Run one config through a TorchTrainer (blocking)."""
+    """Run one config through a TorchTrainer (blocking); returns Train's Result.
+    Raises raygan.loop.NonFiniteLoss when a loss diverged."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from raygan.loop import NonFiniteLoss
     from raygan.search_space import family_of, typed
 
     threads = config["train"]["torch_threads"] or max(1, round(scaling.cpus_per_worker))
     family = family_of(config["method"]["name"])
     datasets = family.ray_datasets(typed(config)) if hasattr(family, "ray_datasets") else None
-    config = dict(config, _runtime={"torch_threads": threads, "use_gpu": scaling.use_gpu, "log_dir": log_dir,
-                                   "label": label, "streams": bool(datasets)})
+    run_dir = Path(log_dir) if log_dir else Path(storage) / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stop_file = run_dir / STOP_FILE
+    config = dict(config, _runtime={
+        "torch_threads": threads, "use_gpu": scaling.use_gpu, "log_dir": log_dir, "label": label,
+        "streams": bool(datasets), "stop_file": str(stop_file),
+        "trace_dir": str(run_dir / "worker_trace") if os.environ.get(TRACE_ENV) == "1" else None,
+        "kill_at_step": int(os.environ.get(KILL_ENV) or 0) or None})
     data_kwargs = {}
     if datasets:
         from raygan.data.streams import data_config
@@ -81,10 +180,18 @@ def fit_trial(config: dict, scaling, name: str, storage: str, log_dir: str | Non
         torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
-            resources_per_worker={"CPU": scaling.cpus_per_worker}),
+            resources_per_worker={"CPU": scaling.cpus_per_worker}, placement_strategy=scaling.placement.upper()),
         run_config=ray.train.RunConfig(
             name=name, storage_path=storage, callbacks=list(callbacks),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            failure_config=ray.train.FailureConfig(max_failures=scaling.max_failures)),
         **data_kwargs,
     )
-    return trainer.fit()
+    try:
+        result = trainer.fit()
+    except Exception:
+        if not stop_file.exists():
+            raise
+    if stop_file.exists():
+        raise NonFiniteLoss(stop_file.read_text())
+    return result
