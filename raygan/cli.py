@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
     q.add_argument("--init", help="continue training from this checkpoint")
 
+    rp = sub.add_parser("report", help="an HTML page (and PNGs) of a finished search: RUN_DIR/report/index.html")
+    rp.add_argument("run_dir", help="a raygan tune results folder, e.g. raygan_results/dcl")
+    rp.add_argument("--space", help="the experiment YAML, for runs that predate RUN_DIR/experiment.yaml")
+
     b = sub.add_parser("dashboard", help="Ray dashboard and TensorBoard for a results folder, on 127.0.0.1")
     b.add_argument("results", nargs="?", default="./raygan_results", help="results folder (output.dir)")
     b.add_argument("--port", type=int, default=8265, help="Ray dashboard port, when a local head is started")
@@ -76,13 +80,14 @@ def cmd_tune(args) -> int:
     else:
         how = f"{exp.search.num_samples} trials, {exp.search.searcher}"
     print(f"raygan: {exp.method} search '{exp.name}': {how} + {exp.search.scheduler}, "
-          f"optimising {exp.search.metric} ({exp.search.mode}) over {', '.join(exp.space)}", flush=True)
+          f"optimising {exp.search.describe()} over {', '.join(exp.space)}", flush=True)
     results, exp_dir = run_search(exp, resume=args.resume)
     write_summary(results, exp, exp_dir)
     print(f"\nraygan: done in {time.time() - t0:.0f} s; results in {exp_dir}")
     if (exp_dir / "best_config.yaml").exists():
         print(f"raygan: best configuration: {exp_dir / 'best_config.yaml'}")
     print(f"raygan: tensorboard --logdir {exp_dir}")
+    print(f"raygan: raygan report {exp_dir}")
     return 0 if any(r.error is None and not (r.metrics or {}).get("stopped") for r in results) else 1
 
 
@@ -126,6 +131,13 @@ def cmd_pretrain(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from raygan.report.page import write_report
+
+    print(f"raygan: report: {write_report(args.run_dir, space=args.space)}")
+    return 0
+
+
 def cmd_dashboard(args) -> int:
     from raygan.dashboard import serve
 
@@ -139,7 +151,8 @@ def main(argv=None) -> int:
 
     try:
         return {"tune": cmd_tune, "train": cmd_train, "data": cmd_data,
-                "pretrain": cmd_pretrain, "dashboard": cmd_dashboard}[args.command](args)
+                "pretrain": cmd_pretrain, "dashboard": cmd_dashboard,
+                "report": cmd_report}[args.command](args)
     except UserError as e:
         print(f"raygan: error: {e}", file=sys.stderr)
         return 2
