@@ -40,6 +40,25 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
     q.add_argument("--init", help="continue training from this checkpoint")
 
+    e = sub.add_parser("eval", help="score a checkpoint (trial or rosinality layout), with each score's provenance")
+    e.add_argument("checkpoint", help="a trial folder, checkpoint_* folder, state.pt or rosinality-layout .pt")
+    e.add_argument("--metrics", default="fid,kid,intra_lpips",
+                   help="comma-separated: fid, kid, is, intra_lpips, scs, fd_shapesnet, realism, intra_shapesnet")
+    e.add_argument("--samples", type=int, default=1000, help="generated images (fixed z, seeded)")
+    e.add_argument("--reference", help="folder of real images for fid/kid (default: embedded held-out targets)")
+    e.add_argument("--reference-count", type=int, default=2000, help="embedded reference images")
+    e.add_argument("--shots", help="folder of the M training images for intra-LPIPS (default: embedded 10 shots)")
+    e.add_argument("--source", default="embedded", help="source generator G_s for scs")
+    e.add_argument("--lpips-net", default="vgg", choices=["vgg", "alex"])
+    e.add_argument("--scs-edges", default="hed", choices=["hed", "sobel", "canny"],
+                   help="hed (published) or a named fallback")
+    e.add_argument("--inception", help="pt_inception-2015-12-05-6726825d.pth (else env / torch hub cache)")
+    e.add_argument("--lpips-weights", help="vgg16-397923af.pth or alexnet-owt-7be5be79.pth")
+    e.add_argument("--hed", help="network-bsds500.pytorch (sniklaus/pytorch-hed)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--out", help="JSON file to write (default: eval_<timestamp>.json next to the checkpoint)")
+
     rp = sub.add_parser("report", help="an HTML page (and PNGs) of a finished search: RUN_DIR/report/index.html")
     rp.add_argument("run_dir", help="a raygan tune results folder, e.g. raygan_results/dcl")
     rp.add_argument("--space", help="the experiment YAML, for runs that predate RUN_DIR/experiment.yaml")
@@ -131,6 +150,20 @@ def cmd_pretrain(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from raygan.eval import EvalOptions, evaluate_checkpoint, format_table, parse_metrics
+
+    opts = EvalOptions(metrics=parse_metrics(args.metrics), samples=args.samples, reference=args.reference,
+                       reference_count=args.reference_count, shots=args.shots, source=args.source,
+                       lpips_net=args.lpips_net, scs_edges=args.scs_edges, inception=args.inception,
+                       lpips_weights=args.lpips_weights, hed=args.hed, seed=args.seed, device=args.device,
+                       out=args.out)
+    records, out = evaluate_checkpoint(args.checkpoint, opts)
+    print(format_table(records))
+    print(f"raygan: eval: scores with provenance in {out}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from raygan.report.page import write_report
 
@@ -151,7 +184,7 @@ def main(argv=None) -> int:
 
     try:
         return {"tune": cmd_tune, "train": cmd_train, "data": cmd_data,
-                "pretrain": cmd_pretrain, "dashboard": cmd_dashboard,
+                "pretrain": cmd_pretrain, "dashboard": cmd_dashboard, "eval": cmd_eval,
                 "report": cmd_report}[args.command](args)
     except UserError as e:
         print(f"raygan: error: {e}", file=sys.stderr)

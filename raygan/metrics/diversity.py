@@ -57,12 +57,13 @@ def backbone_file(backbone: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / BACKBONE_FILES[backbone]
 
 
-def build_lpips(backbone: str = "vgg"):
+def build_lpips(backbone: str = "vgg", path=None):
     """An lpips.LPIPS model whose backbone comes from the local torchvision checkpoint (never
-    downloaded); its linear-layer weights ship inside the lpips package."""
+    downloaded; ``path``, else the torch hub cache); its linear-layer weights ship inside the
+    lpips package."""
     import lpips
 
-    path = backbone_file(backbone)
+    path = Path(path) if path else backbone_file(backbone)
     if not path.is_file():
         raise FileNotFoundError(f"LPIPS-{backbone} needs torchvision's ImageNet weights: {path} is missing "
                                 f"(copy {path.name} there, or set TORCH_HOME)")
@@ -83,10 +84,10 @@ def build_lpips(backbone: str = "vgg"):
     return model.eval()
 
 
-def lpips_distance(backbone: str = "vgg", device="cpu") -> PerceptualDistance:
+def lpips_distance(backbone: str = "vgg", device="cpu", path=None) -> PerceptualDistance:
     import lpips
 
-    model = build_lpips(backbone).to(device)
+    model = build_lpips(backbone, path).to(device)
 
     def embed(x):
         # LPIPS's deeper layers have (almost) no spatial extent on 32-px inputs, so smaller

@@ -1,0 +1,242 @@
+"""FID, KID and IS with the published Inception network, each score with its provenance.
+
+Pre-processing (``resize_299``), as clean-fid found it matters (the resize filter moves FID
+by several points): images in [-1, 1] are first quantised to uint8, as a saved PNG would
+be, then each channel is resized to 299 x 299 by PIL's bicubic filter in float mode
+(no second quantisation; the overshoot clipped to [0, 255]), then mapped to [-1, 1] by
+2 u / 255 - 1, the range the FID Inception expects. Reference images read from files go through the same steps.
+
+Formulas (features f = Inception pool3, 2048-d; logits of the TF graph's 1008 classes):
+  FID = ||mu_r - mu_g||^2 + Tr(S_r + S_g - 2 (S_r S_g)^(1/2))        (Heusel et al. 2017)
+  KID = mean over subsets of the unbiased MMD^2 with the kernel k(x, y) = (x.y / d + 1)^3
+        (Binkowski et al. 2018; 100 subsets of min(1000, n) samples by default)
+  IS  = exp(E_x KL(p(y|x) || p(y))), p = softmax of all 1008 logits, mean and std over
+        10 splits (Salimans et al. 2016; the original code also used the 1008-way softmax)
+"""
+from __future__ import annotations
+
+import hashlib
+import pickle
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from raygan.errors import UserError
+from raygan.metrics.fid import feature_stats, frechet_distance
+from raygan.metrics.inception import INPUT_SIZE
+
+RESIZE = "uint8 then PIL bicubic 299 per channel in float (clean-fid)"
+INCEPTION_NAME = "inception-v3-fid (pt_inception-2015-12-05)"
+KID_SUBSETS, KID_SUBSET_SIZE, IS_SPLITS = 100, 1000, 10
+
+
+@dataclass
+class Score:
+    """One number and where it came from."""
+    metric: str
+    value: float
+    network: str
+    weights_sha256: str
+    resize: str
+    samples: int
+    reference: str
+    std: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def record(self) -> dict:
+        out = asdict(self)
+        if self.std is None:
+            out.pop("std")
+        if not self.extra:
+            out.pop("extra")
+        return out
+
+
+# ---- loading a state dict strictly ---------------------------------------------------------
+
+def load_state_dict_strict(net: torch.nn.Module, path, expected: str) -> None:
+    """Load a plain tensor state dict into ``net`` with exactly its keys and shapes (BatchNorm's
+    ``num_batches_tracked`` counters may be absent: they do not affect inference). Any
+    mismatch is one UserError line naming the file and what was expected."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(path, f"refused: not a plain weights file (expected {expected})") from None
+    except Exception as e:  # torch.load raises many types on bad bytes
+        raise UserError(path, f"corrupt, truncated or not a torch file ({type(e).__name__}); "
+                              f"expected {expected}") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
+        raise UserError(path, f"expected a state dict of tensors ({expected})")
+    own = net.state_dict()
+    state = dict(state)
+    for k, v in own.items():
+        if k.endswith("num_batches_tracked") and k not in state:
+            state[k] = v
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        parts = [f"{name} {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}"
+                 for name, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
+        raise UserError(path, f"wrong architecture: expected {expected} ({'; '.join(parts)})")
+    net.load_state_dict(state, strict=True)
+
+
+# ---- pre-processing ---------------------------------------------------------------------------
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """[N, 3, H, W] in [-1, 1] -> uint8 [N, H, W, 3], rounding as an image writer does."""
+    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round()
+    return x.to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def resize_299(images_u8: np.ndarray) -> torch.Tensor:
+    """uint8 [N, H, W, 3] -> float [N, 3, 299, 299] in [-1, 1]: PIL bicubic per channel in
+    float mode ("F"), clipped to [0, 255], as clean-fid does, then 2 u / 255 - 1."""
+    out = np.empty((len(images_u8), 3, INPUT_SIZE, INPUT_SIZE), dtype=np.float32)
+    for i, img in enumerate(images_u8):
+        for c in range(3):
+            ch = Image.fromarray(img[..., c].astype(np.float32), mode="F")
+            out[i, c] = np.asarray(ch.resize((INPUT_SIZE, INPUT_SIZE), Image.BICUBIC)).clip(0, 255)
+    return torch.from_numpy(out / 127.5 - 1.0)
+
+
+@torch.no_grad()
+def inception_outputs(images_u8: np.ndarray, net, batch_size: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """(pool3 [N, 2048], logits [N, 1008]) float64 of uint8 images [N, H, W, 3] (any size)."""
+    device = next(net.parameters()).device
+    pools, logits = [], []
+    for i in range(0, len(images_u8), batch_size):
+        p, lg = net(resize_299(images_u8[i:i + batch_size]).to(device))
+        pools.append(p.double().cpu())
+        logits.append(lg.double().cpu())
+    if not pools:
+        raise ValueError("no images")
+    return torch.cat(pools).numpy(), torch.cat(logits).numpy()
+
+
+# ---- the formulas -----------------------------------------------------------------------------
+
+def fid_from_features(f_gen: np.ndarray, f_ref: np.ndarray) -> float:
+    """FID between two feature sets [N, D] (see the module docstring)."""
+    return frechet_distance(*feature_stats(f_gen), *feature_stats(f_ref))
+
+
+def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """k(x, y) = (x.y / d + 1)^3 for all pairs: [n, m]."""
+    return (x @ y.T / x.shape[1] + 1.0) ** 3
+
+
+def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
+    """Unbiased MMD^2 of samples x [m, D] and y [n, D] with the cubic polynomial kernel:
+    sum_{i!=j} k(x_i,x_j)/(m(m-1)) + sum_{i!=j} k(y_i,y_j)/(n(n-1)) - 2 sum_{i,j} k(x_i,y_j)/(mn)."""
+    m, n = len(x), len(y)
+    if m < 2 or n < 2:
+        raise ValueError("KID needs at least two samples in each set")
+    kxx, kyy, kxy = polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y)
+    return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+                 - 2.0 * kxy.mean())
+
+
+def kid_subsets(n_gen: int, n_ref: int, n_subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE,
+                seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (generated, reference) index subsets KID averages over: ``n_subsets`` draws, each
+    without replacement, of ``min(subset_size, n_gen, n_ref)`` samples from each set."""
+    size = min(subset_size, n_gen, n_ref)
+    rng = np.random.default_rng(seed)
+    return [(rng.choice(n_gen, size, replace=False), rng.choice(n_ref, size, replace=False))
+            for _ in range(n_subsets)]
+
+
+def kid(f_gen: np.ndarray, f_ref: np.ndarray, n_subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE,
+        seed: int = 0) -> tuple[float, float]:
+    """KID (mean, std over subsets) of feature sets [N, D]."""
+    f_gen, f_ref = np.asarray(f_gen, np.float64), np.asarray(f_ref, np.float64)
+    vals = [mmd2_unbiased(f_gen[a], f_ref[b]) for a, b in kid_subsets(len(f_gen), len(f_ref), n_subsets,
+                                                                       subset_size, seed)]
+    return float(np.mean(vals)), float(np.std(vals))
+
+
+def inception_score(logits: np.ndarray, splits: int = IS_SPLITS) -> tuple[float, float]:
+    """IS (mean, std over ``splits`` consecutive splits) from logits [N, C]."""
+    logits = np.asarray(logits, np.float64)
+    if len(logits) < splits:
+        raise ValueError(f"IS with {splits} splits needs at least {splits} samples, got {len(logits)}")
+    log_p = logits - logits.max(1, keepdims=True)
+    log_p = log_p - np.log(np.exp(log_p).sum(1, keepdims=True))
+    scores = []
+    for part in np.array_split(log_p, splits):
+        log_py = np.log(np.exp(part).mean(0))
+        scores.append(np.exp((np.exp(part) * (part - log_py)).sum(1).mean()))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+# ---- reference sets ---------------------------------------------------------------------------
+
+def folder_identity(folder: Path, files: list[Path]) -> str:
+    """A short hash of an image folder's file names, sizes and modification times."""
+    h = hashlib.sha256(str(folder.resolve()).encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:12]
+
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+
+
+def image_files(folder) -> list[Path]:
+    p = Path(folder)
+    if not p.is_dir():
+        raise UserError(folder, "no such folder (expected a folder of images)")
+    files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+    if len(files) < 2:
+        raise UserError(folder, f"expected at least two images ({', '.join(sorted(IMAGE_EXTS))}), found {len(files)}")
+    return files
+
+
+def read_images_u8(files: list[Path], size: int | None = None) -> np.ndarray:
+    """RGB uint8 [N, H, W, 3]; ``size`` resizes each (PIL bicubic) so that they stack
+    (None: all must share one size)."""
+    out = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im = im.convert("RGB")
+                if size is not None and im.size != (size, size):
+                    im = im.resize((size, size), Image.BICUBIC)
+                out.append(np.asarray(im, dtype=np.uint8))
+        except OSError as e:
+            raise UserError(f, f"not a readable image ({e})") from None
+    if len({a.shape for a in out}) > 1:
+        raise UserError(files[0].parent, "images differ in size")
+    return np.stack(out)
+
+
+def cached_features(path: Path, compute) -> np.ndarray:
+    """``compute()`` ([N, D] float) cached as an npz at ``path``; a corrupt cache is recomputed."""
+    path = Path(path)
+    if path.is_file():
+        try:
+            with np.load(path) as f:
+                return f["features"]
+        except (OSError, ValueError, KeyError, EOFError):
+            pass
+    feats = np.asarray(compute(), dtype=np.float64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, features=feats)
+    tmp.replace(path)
+    return feats
+
+
+def reference_cache_path(cache_dir: Path, reference_id: str, weights_sha256: str, n: int) -> Path:
+    """The cache file of a reference set's pool3 features: keyed by the set's identity, the
+    network weights, the resize mode and the count."""
+    key = hashlib.sha256(f"{reference_id}|{weights_sha256}|{RESIZE}|{n}".encode()).hexdigest()[:16]
+    return Path(cache_dir) / f"ref_inception_{n}_{key}.npz"
