@@ -101,18 +101,39 @@ class Experiment:
         return any(d.kind == "grid" for d in self.space.values())
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load that refuses a key given twice in one mapping (PyYAML
+    silently keeps the last one, so a typo'd override would go unnoticed)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may be overridden
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:  # unhashable key: the base constructor reports it
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (each key may appear once)", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path) -> Any:
     p = Path(path)
     if not p.is_file():
         raise UserError(path, "no such file (expected an experiment YAML)")
     try:
-        return yaml.safe_load(p.read_text())
+        return yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise UserError(path, f"malformed YAML{at}: {getattr(e, 'problem', None) or e}") from None
     except UnicodeDecodeError:
-        raise UserError(path, "not a text file (expected an experiment YAML)") from None
+        raise UserError(path, "not UTF-8 text (expected an experiment YAML)") from None
 
 
 def _parse_dist(f, spec: dict, where: str, key: str, tp=None) -> Dist:

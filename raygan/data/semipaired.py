@@ -21,6 +21,7 @@ from raygan.errors import UserError
 
 PARTS = ("paired", "unpaired_images", "unpaired_labels")
 SPLIT_FILE = "split.json"
+_SPLIT_KEYS = ("layout", "size", "n_classes", "counts")
 
 
 def _scene_records(indices, seed: int, size: int):
@@ -37,6 +38,18 @@ def _layout_records(layout, indices):
         yield layout[int(i)]
 
 
+def _check_pack_args(layout: str, ratio: float, size: int, n_train: int) -> None:
+    """The numeric options of ``raygan data pack``, checked before anything is read or written."""
+    if not 0.0 < ratio <= 1.0:  # also rejects NaN
+        raise UserError("--ratio", f"expected a supervision ratio r = |P| / (|P| + |X_u|) in (0, 1], got {ratio:g}")
+    if layout == "scenes" and (size < 32 or size % 16):
+        raise UserError("--size", f"expected a multiple of 16 that is >= 32 for scenes, got {size}")
+    if size < 1:
+        raise UserError("--size", f"expected a positive side length, got {size}")
+    if layout == "scenes" and n_train < 1:
+        raise UserError("--n", f"expected at least 1 scene, got {n_train}")
+
+
 def pack(src: str, dst, layout: str = "scenes", ratio: float = 0.05, seed: int = 0, size: int = 32,
          n_train: int = 2000, split: str = "train") -> dict:
     """Write the three parts of a semi-paired split of ``src`` (``scenes`` or a
@@ -47,6 +60,7 @@ def pack(src: str, dst, layout: str = "scenes", ratio: float = 0.05, seed: int =
     dst = Path(dst)
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
         raise UserError(dst, "already exists and is not empty; refusing to overwrite it")
+    _check_pack_args(layout, ratio, size, n_train)
     if layout == "scenes":
         n, n_classes = n_train, N_CLASSES
         records = lambda idx: _scene_records(idx, seed, size)  # noqa: E731
@@ -57,6 +71,10 @@ def pack(src: str, dst, layout: str = "scenes", ratio: float = 0.05, seed: int =
         n, n_classes = len(data), data.n_classes
         records = lambda idx: _layout_records(data, idx)  # noqa: E731
     parts = semi_paired_split(n, ratio, seed)
+    sizes = {p: len(getattr(parts, p)) for p in PARTS}
+    if ratio < 1 and not all(sizes.values()):  # r = 1 (all paired, e.g. a held-out split) has no unpaired parts
+        raise UserError(src, f"{n} {'scenes' if layout == 'scenes' else 'images'} at --ratio {ratio:g} split into "
+                             f"{sizes}: each part needs at least one (more images, or --ratio 1 for pairs only)")
     tmp = dst.parent / f".{dst.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir(parents=True)
@@ -79,14 +97,44 @@ def pack(src: str, dst, layout: str = "scenes", ratio: float = 0.05, seed: int =
 
 
 def read_split(root) -> dict:
+    """``split.json`` of a packed folder, after checking that its three parts are
+    complete, so that a damaged folder fails here and not inside a Ray worker."""
     root = Path(root)
+    if not root.is_dir():
+        raise UserError(root, "no such folder (expected one written by raygan data pack)")
     path = root / SPLIT_FILE
     if not path.is_file():
         raise UserError(root, f"not a packed semi-paired dataset (no {SPLIT_FILE}; write it with raygan data pack)")
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UserError(path, f"malformed ({type(e).__name__}); pack the dataset again") from None
+    if not isinstance(info, dict) or any(k not in info for k in _SPLIT_KEYS):
+        raise UserError(path, f"malformed: expected a JSON object with {', '.join(_SPLIT_KEYS)}; pack the dataset again")
+    for part in PARTS:
+        if not isinstance(info["counts"], dict) or info["counts"].get(part, 1):  # r = 1: no unpaired parts
+            _check_part(root / part)
+    return info
+
+
+def _check_part(folder: Path) -> None:
+    """meta.json present, every shard's parquet footer readable, and the rows meta.json counts all there."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from raygan.data.pack import SHARD_GLOB, read_meta
+
+    meta = read_meta(folder)
+    rows = 0
+    for shard in sorted(folder.glob(SHARD_GLOB)):
+        try:
+            rows += pq.read_metadata(shard).num_rows
+        except (OSError, ValueError, pa.ArrowException) as e:
+            raise UserError(shard, f"corrupt or truncated parquet shard ({type(e).__name__}); "
+                                   "pack the dataset again") from None
+    if rows != meta["count"]:
+        raise UserError(folder, f"its shards hold {rows} rows but meta.json counts {meta['count']!r} "
+                                "(a shard is missing); pack the dataset again")
 
 
 def load_part(folder) -> dict[str, torch.Tensor]:

@@ -118,8 +118,10 @@ def load_source(path: str = "embedded") -> SourceModel:
         d_cfg = state.get("d_config") or {k: g_cfg[k] for k in ("size", "channel_multiplier", "channel_max")}
         src = SourceModel(path, g_sd, dict(g_cfg), state.get("d"), dict(d_cfg), state.get("latent_avg"))
         src.generator(), src.discriminator()  # fail here, not in a worker
-    except (KeyError, ValueError, RuntimeError) as e:
-        msg = str(e).strip().splitlines()[0][:160]
+    except (KeyError, ValueError, RuntimeError, TypeError, AttributeError, IndexError) as e:
+        # e.g. another network's weights under g_ema, non-tensor values, a g_config that is not a dict
+        msg = f"no parameter {e.args[0]!r}" if isinstance(e, KeyError) else \
+            (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
         raise UserError(path, f"not a StyleGAN2 checkpoint this code can build ({msg})") from None
     if not math.log2(src.size).is_integer():
         raise UserError(path, f"generator size {src.size} is not a power of two")

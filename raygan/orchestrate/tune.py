@@ -109,6 +109,62 @@ def prepare_shared_assets(exp: Experiment) -> None:
     prepare(exp.trial_config, exp.methods, exp.path, progress=lambda line: print(f"raygan: {line}", flush=True))
 
 
+MARKER = "raygan_experiment.yaml"  # in the experiment dir: which experiment's search it holds
+
+
+def _identity(exp: Experiment) -> dict:
+    """What a resumed search must share with the one it continues (Tune restores the old space)."""
+    import yaml
+
+    space = {k: {d.kind: d.args} for k, d in exp.space.items()}
+    return yaml.safe_load(yaml.safe_dump({"method": exp.method, "space": space}))
+
+
+def _check_results_dir(exp: Experiment, storage: Path, exp_dir: Path, resume: bool) -> None:
+    """Before anything is built or written: output.dir can be written, a new search
+    gets an empty folder, and --resume continues this experiment's search only."""
+    import yaml
+
+    probe = storage
+    while not probe.exists():  # the nearest existing ancestor must be a writable folder
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        why = "not a folder" if not probe.is_dir() else "no write permission"
+        raise UserError(exp.path, f"output.dir {storage} is not writable ({probe}: {why})")
+    if exp_dir.exists() and not exp_dir.is_dir():
+        raise UserError(exp.path, f"{exp_dir} is a file; expected the results folder of '{exp.name}'")
+    if not resume:
+        if exp_dir.exists() and any(exp_dir.iterdir()):
+            raise UserError(exp.path, f"results for '{exp.name}' already exist in {exp_dir} "
+                                      "(use --resume, another output.name, or remove it)")
+        return
+    marker = exp_dir / MARKER
+    if not marker.is_file():
+        if any(exp_dir.glob("experiment_state-*.json")):
+            raise UserError(exp.path, f"--resume: {exp_dir} holds a Tune search without {MARKER}; "
+                                      "it is not this experiment's (use another output.name)")
+        return  # nothing to resume: reported below
+    try:
+        theirs = yaml.safe_load(marker.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        theirs = None
+    if not isinstance(theirs, dict) or {k: theirs.get(k) for k in ("method", "space")} != _identity(exp):
+        made_by = theirs.get("experiment", "?") if isinstance(theirs, dict) else "?"
+        raise UserError(exp.path, f"--resume: {exp_dir} holds the search of another experiment ({made_by}: "
+                                  "a different method or search space); use another output.name or output.dir")
+
+
+def _write_marker(exp: Experiment, exp_dir: Path) -> None:
+    import yaml
+
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump({"experiment": str(Path(exp.path).resolve()), "name": exp.name, **_identity(exp)},
+                          sort_keys=False)
+    tmp = exp_dir / f".{MARKER}.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, exp_dir / MARKER)
+
+
 def run_search(exp: Experiment, resume: bool = False):
     """Run the search; returns (ResultGrid, experiment dir)."""
     import ray
@@ -118,9 +174,7 @@ def run_search(exp: Experiment, resume: bool = False):
         raise UserError(exp.path, "the search space is empty: give at least one knob a distribution")
     storage = Path(exp.output.dir).expanduser().resolve()
     exp_dir = storage / exp.name
-    if exp_dir.exists() and not resume and any(exp_dir.iterdir()):
-        raise UserError(exp.path, f"results for '{exp.name}' already exist in {exp_dir} "
-                                  "(use --resume, another output.name, or remove it)")
+    _check_results_dir(exp, storage, exp_dir, resume)
     if resume and not tune.Tuner.can_restore(str(exp_dir)):
         raise UserError(exp.path, f"--resume: {exp_dir} holds no search to resume (run without --resume to start one)")
     prepare_shared_assets(exp)  # also checks model.checkpoint before anything is written
@@ -128,6 +182,8 @@ def run_search(exp: Experiment, resume: bool = False):
         storage.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(exp.path, f"output.dir {storage} is not writable ({e.strerror})") from None
+    if not resume:
+        _write_marker(exp, exp_dir)
 
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     if not ray.is_initialized():
