@@ -54,6 +54,10 @@ def load_file(path) -> dict:
             warnings.filterwarnings("ignore", message="Detected pickle protocol")  # plain pickles: one line
             state = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        with open(p, "rb") as f:
+            head = f.read(4)
+        if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # neither torch's zip nor a pickle
+            raise UserError(path, "corrupt, truncated or not a torch checkpoint (neither a zip nor a pickle)") from None
         text = str(e).split("WeightsUnpickler error:", 1)[-1]  # torch's reason, not its advice
         first = next((line.strip() for line in text.splitlines() if line.strip()), "unsafe content")
         raise UserError(path, f"refused: not a plain weights file ({first[:120]})") from None
