@@ -1,0 +1,145 @@
+"""P4: compute TPE + ASHA needs to get within 5 % of the best objective random search reaches
+with 4x as many trials (target <= 35 %), on the embedded DCL task.
+
+Both searches use raygan's own searcher and scheduler (raygan.orchestrate.tune:
+Optuna TPE / random behind Tune's ConcurrencyLimiter, Tune's ASHA with
+time_attr=step, reduction factor 2) over the space of search_spaces/dcl.yaml
+(λ1, λ2, τ, lr), minimising fd_shapesnet. Scaled down against `raygan tune`:
+each trial runs raygan.loop.run in-process in a Tune function trainable (no Ray
+Train run per trial, so the ~20 s fixed cost of P7 does not drown the training
+compute), with --steps steps, an evaluation every --eval-every steps on
+--eval-samples samples. Compute is counted in training steps consumed.
+
+Per seed s (search.seed = train.seed = s):
+  R  = random search, 4N trials, FIFO (every trial runs all steps); R* = its best final objective;
+  T  = TPE + ASHA, N trials; walk its reports in time order, adding each trial's steps as
+       they are reported, until the best objective seen is <= 1.05 R*;
+  share = steps T consumed by then / steps R consumed in all.
+Note: Optuna's TPESampler samples its first 10 trials at random (n_startup_trials=10,
+raygan keeps the default), so with N <= 10 the "TPE" arm is random + ASHA.
+Usage: python benchmarks/p4_search_efficiency.py [--trials 4] [--seeds 0] [--steps 40] [--eval-every 10]
+The issue's protocol: --trials 16 --seeds 0 1 2 --steps 150 --eval-every 50 --eval-samples 500.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from _common import machine_line, median
+
+
+def experiment(args, seed: int, searcher: str, scheduler: str, trials: int):
+    from raygan.search_space import load_experiment
+
+    doc = yaml.safe_load((Path(__file__).resolve().parent.parent / "search_spaces" / "dcl.yaml").read_text())
+    doc["name"] = f"p4_{searcher}_{scheduler}_{seed}"
+    doc["train"].update(steps=args.steps, eval_every=args.eval_every, eval_samples=args.eval_samples,
+                        seed=seed, torch_threads=1)
+    doc["search"].update(num_samples=trials, searcher=searcher, scheduler=scheduler, seed=seed,
+                         max_concurrent=args.concurrent, grace_period=1)
+    doc["output"] = {"dir": tempfile.mkdtemp(prefix="raygan_p4_")}
+    path = Path(doc["output"]["dir"]) / "p4.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return load_experiment(path)
+
+
+def _trainable(params, base):
+    import time as _time
+
+    from ray import tune
+
+    from raygan.loop import Hooks, run
+    from raygan.search_space import resolve
+
+    run(resolve(base, params), Hooks(report=lambda m, s: tune.report({**m, "t_report": _time.time()})))
+
+
+def search(exp) -> list[dict]:
+    """Run the search; every report as {trial, step, value, t}."""
+    from ray import tune
+
+    from raygan.orchestrate.tune import _scheduler, _searcher
+
+    trainable = tune.with_resources(tune.with_parameters(_trainable, base=exp.trial_config), {"cpu": 1})
+    tuner = tune.Tuner(trainable, param_space={k: d.to_tune() for k, d in exp.space.items()},
+                       tune_config=tune.TuneConfig(search_alg=_searcher(exp), scheduler=_scheduler(exp),
+                                                   num_samples=exp.search.num_samples, reuse_actors=True),
+                       run_config=tune.RunConfig(name=exp.name, storage_path=exp.output.dir, verbose=0))
+    rows = []
+    for r in tuner.fit():
+        df = r.metrics_dataframe
+        rows += [{"trial": r.metrics["trial_id"], "step": int(s), "value": float(v), "t": float(t)}
+                 for s, v, t in zip(df["step"], df[exp.search.metric], df["t_report"])]
+    return sorted(rows, key=lambda row: row["t"])
+
+
+def final_values(rows) -> dict:
+    last = {}
+    for row in rows:
+        if row["step"] >= last.get(row["trial"], {"step": -1})["step"]:
+            last[row["trial"]] = row
+    return last
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trials", type=int, default=4, help="N: TPE+ASHA trials; random search gets 4N")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--eval-every", type=int, default=10)
+    ap.add_argument("--eval-samples", type=int, default=100)
+    ap.add_argument("--concurrent", type=int, default=2)
+    ap.add_argument("--within", type=float, default=0.05)
+    args = ap.parse_args()
+
+    import os
+
+    os.environ.pop("RAY_ADDRESS", None)
+    import ray
+
+    ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
+    print(machine_line())
+    print(f"N = {args.trials} TPE+ASHA trials vs {4 * args.trials} random trials; {args.steps} steps per trial, "
+          f"evaluation every {args.eval_every} on {args.eval_samples} samples; seeds {args.seeds}")
+    from raygan.orchestrate.tune import prepare_shared_assets
+
+    prepare_shared_assets(experiment(args, 0, "random", "fifo", 1))  # shapesnet + statistics cached once
+    shares = []
+    for seed in args.seeds:
+        t0 = time.perf_counter()
+        rnd = search(experiment(args, seed, "random", "fifo", 4 * args.trials))
+        t_rnd = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        tpe = search(experiment(args, seed, "tpe", "asha", args.trials))
+        t_tpe = time.perf_counter() - t0
+        rnd_final = final_values(rnd)
+        best_rnd = min(r["value"] for r in rnd_final.values())
+        rnd_steps = sum(r["step"] for r in rnd_final.values())
+        goal = best_rnd * (1 + args.within)
+        consumed, reached, best = {}, None, float("inf")
+        for row in tpe:
+            consumed[row["trial"]] = row["step"]
+            best = min(best, row["value"])
+            if reached is None and best <= goal:
+                reached = sum(consumed.values())
+        tpe_final = final_values(tpe)
+        tpe_steps = sum(r["step"] for r in tpe_final.values())
+        print(f"seed {seed}: random best {best_rnd:.2f} ({len(rnd_final)} trials, {rnd_steps} steps, {t_rnd:.0f} s); "
+              f"TPE+ASHA best {min(r['value'] for r in tpe):.2f} ({len(tpe_final)} trials, {tpe_steps} steps, "
+              f"{t_tpe:.0f} s; trials' last steps {sorted(r['step'] for r in tpe_final.values())})")
+        if reached is None:
+            print(f"  TPE+ASHA never came within {args.within:.0%} of the random best (goal {goal:.2f})")
+            shares.append(float("inf"))
+        else:
+            shares.append(reached / rnd_steps)
+            print(f"  within {args.within:.0%} (goal {goal:.2f}) after {reached} steps: share {shares[-1]:.3f}")
+    print(f"share of random search's compute, median over seeds: {median(shares):.3f}  {[round(s, 3) for s in shares]}")
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()
