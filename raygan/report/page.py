@@ -56,7 +56,7 @@ def importances(rows: list[dict], exp) -> tuple[dict, str]:
 
     objectives = exp.search.objectives
     done = [r for r in rows if r["status"] == "ok" and all(_finite(r.get(m)) for m, _ in objectives)]
-    knobs = {k: d for k, d in exp.space.items() if len({str(v) for v in d.args}) > 1 or d.kind not in ("choice", "grid")}
+    knobs = {k: d for k, d in exp.space.items() if len({str(v) for v in d.args}) > 1}  # a 1-option choice is no knob
     if len(done) < 2 or not knobs:
         return {}, (f"Hyperparameter importance needs at least 2 finished trials and a searched knob; "
                     f"this run has {len(done)} finished trial(s).")
@@ -149,13 +149,13 @@ def _knobs(exp, rows):
     scale = {"loguniform": "log", "uniform": "linear", "int": "linear"}
     knobs = {k: scale.get(d.kind, "categorical") for k, d in exp.space.items()}
     ok = [r for r in rows if r["status"] == "ok"]
+    if not ok:
+        return None, "No per-knob plots: no trial finished."
     keys = list(dict.fromkeys(k for r in ok for k in r))
     metrics = [m for m, _ in exp.search.objectives]
     metrics += [k for k in ("realism", next((k for k in keys if k.startswith("intra_")), "")) if k in keys]
-    metrics = list(dict.fromkeys(metrics))
-    if not ok:
-        return None, "No per-knob plots: no trial finished."
-    return knob_scatter(ok, knobs, metrics), "Each searched knob against the objectives (and realism and diversity), one point per finished trial."
+    return (knob_scatter(ok, knobs, list(dict.fromkeys(metrics))),
+            "Each searched knob against the objectives (and realism and diversity), one point per finished trial.")
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -193,68 +193,74 @@ def write_report(run_dir, space: str | None = None) -> Path:
     out = run_dir / "report"
     previous = _own_previous_report(out)
     rows = ranked_rows(trials, exp)
-    name = run_dir.name
     files: dict[str, bytes] = {}  # report-relative path -> content
-    sections = []
-
-    def figure(key, png_and_caption, title):
-        png, caption = png_and_caption
-        body = (f"<figure>{_img(png, title)}<figcaption>{html.escape(caption)}</figcaption></figure>" if png
-                else f"<p>{html.escape(caption)}</p>")
-        if png:
-            files[f"{key}.png"] = png
-        sections.append(f'<h2 id="{key}">{html.escape(title)}</h2>{body}')
-
-    ok = sum(r["status"] == "ok" for r in rows)
-    sections.append(f'<h2 id="trials">Trials, ranked</h2><p>{len(rows)} trials, {ok} finished; ranked by '
-                    f"{html.escape(exp.search.describe())}"
-                    f"{' (Pareto rank, then the first objective; highlighted: the front)' if exp.search.multi_objective else ''}"
-                    f". Trial ids link to their configuration.</p>{_table(rows)}")
-    figure("pareto", _trade_off(exp, rows), "Trade-off" if not exp.search.multi_objective else "Pareto front")
-    figure("curves", _curves(exp, rows, trials), "Adaptation curves")
+    sections = [_trials_section(exp, rows)]
     imp, note = importances(rows, exp)
     if imp:
         from raygan.report.plots import importance_bars
 
-        figure("importance", (importance_bars(imp), note), "Hyperparameter importance")
-    else:
-        figure("importance", (None, note), "Hyperparameter importance")
-    figure("knobs", _knobs(exp, rows), "Each knob against the objectives")
+        imp = importance_bars(imp)
+    for key, title, (png, caption) in (
+            ("pareto", "Pareto front" if exp.search.multi_objective else "Trade-off", _trade_off(exp, rows)),
+            ("curves", "Adaptation curves", _curves(exp, rows, trials)),
+            ("importance", "Hyperparameter importance", (imp or None, note)),
+            ("knobs", "Each knob against the objectives", _knobs(exp, rows))):
+        if png:
+            files[f"{key}.png"] = png
+        body = (f"<figure>{_img(png, title)}<figcaption>{html.escape(caption)}</figcaption></figure>" if png
+                else f"<p>{html.escape(caption)}</p>")
+        sections.append(f'<h2 id="{key}">{html.escape(title)}</h2>{body}')
+    sections.append(_samples_section(rows, files))
+    experiment = Path(space).resolve() if space else run_dir / EXPERIMENT_COPY
+    sections.append(_reproduce_section(exp, rows, run_dir, experiment, files))
+    name = html.escape(run_dir.name)
+    page = ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="generator" content="raygan report"><title>raygan report: {name}</title>'
+            f"<style>{STYLE}</style></head><body><h1>raygan search '{name}': {html.escape(exp.method)}</h1>"
+            f"<p>{html.escape(str(run_dir))}; searched {html.escape(', '.join(exp.space))}.</p>"
+            + "".join(sections) + "</body></html>\n")
+    files["index.html"] = page.encode()
+    _write(out, files, previous)
+    return out / "index.html"
 
+
+def _trials_section(exp, rows) -> str:
+    ok = sum(r["status"] == "ok" for r in rows)
+    how = " (Pareto rank, then the first objective; highlighted: the front)" if exp.search.multi_objective else ""
+    return (f'<h2 id="trials">Trials, ranked</h2><p>{len(rows)} trials, {ok} finished; ranked by '
+            f"{html.escape(exp.search.describe())}{how}. Trial ids link to their configuration.</p>{_table(rows)}")
+
+
+def _samples_section(rows, files) -> str:
     grids = []
     for i, r in enumerate(rows, 1):
         png = Path(r["_path"] or "") / "samples.png"
         if r["status"] == "ok" and png.is_file() and len(grids) < SAMPLE_GRIDS:
             trial = str(r["trial"])
             files[f"samples_{trial}.png"] = png.read_bytes()
-            grids.append(f"<figure>{_img(png.read_bytes(), 'samples of trial ' + trial)}"
+            grids.append(f"<figure>{_img(files[f'samples_{trial}.png'], 'samples of trial ' + trial)}"
                          f"<figcaption>#{i} trial {html.escape(trial)}</figcaption></figure>")
-    sections.append('<h2 id="samples">Samples of the best trials</h2>'
-                    + (f"<p>Each trial's last sample grid (samples.png; same z in every trial).</p>"
-                       f'<div class="grids">{"".join(grids)}</div>' if grids else "<p>No sample grids found.</p>"))
+    if not grids:
+        return '<h2 id="samples">Samples of the best trials</h2><p>No sample grids found.</p>'
+    return ('<h2 id="samples">Samples of the best trials</h2><p>Each trial\'s last sample grid (samples.png; '
+            f'the same z in every trial).</p><div class="grids">{"".join(grids)}</div>')
 
-    experiment = Path(space).resolve() if space else run_dir / EXPERIMENT_COPY
-    repro = [f"<p>The whole search, into a new folder: <code>raygan tune {html.escape(str(experiment))} "
-             f"--output NEW_DIR</code>. One trial: <code>raygan train</code> on its file in "
-             f"<code>report/configs/</code> (the sampled knobs as constants, the same scaling).</p>"]
+
+def _reproduce_section(exp, rows, run_dir: Path, experiment: Path, files) -> str:
+    """The command for the whole search, and per trial its command and experiment file."""
+    parts = [f"<p>The whole search, into a new folder: <code>raygan tune {html.escape(str(experiment))} "
+             "--output NEW_DIR</code>. One trial: <code>raygan train</code> on its file in "
+             "<code>report/configs/</code> (the sampled knobs as constants, the same scaling).</p>"]
     for i, r in enumerate(rows, 1):
-        text = trial_yaml(exp, r["_params"], f"{name}_{r['trial']}",
+        text = trial_yaml(exp, r["_params"], f"{run_dir.name}_{r['trial']}",
                           f"trial {r['trial']} of {run_dir} (#{i}, {r['status']})")
-        rel = f"configs/{name}_{r['trial']}.yaml"
+        rel = f"configs/{run_dir.name}_{r['trial']}.yaml"
         files[rel] = text.encode()
         tid = html.escape(str(r["trial"]))
-        repro.append(f'<details id="trial-{tid}"><summary>#{i} trial {tid} ({html.escape(r["status"])})</summary>'
-                     f"<pre>raygan train {html.escape(str(out / rel))}</pre><pre>{html.escape(text)}</pre></details>")
-    sections.append('<h2 id="reproduce">Reproduce</h2>' + "".join(repro))
-
-    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="generator" content="raygan report">'
-            f"<title>raygan report: {html.escape(name)}</title><style>{STYLE}</style></head><body>"
-            f"<h1>raygan search '{html.escape(name)}': {html.escape(exp.method)}</h1>"
-            f"<p>{html.escape(str(run_dir))}; searched {html.escape(', '.join(exp.space))}.</p>"
-            + "".join(sections) + "</body></html>\n")
-    files["index.html"] = page.encode()
-    _write(out, files, previous)
-    return out / "index.html"
+        parts.append(f'<details id="trial-{tid}"><summary>#{i} trial {tid} ({html.escape(r["status"])})</summary>'
+                     f"<pre>raygan train {html.escape(str(run_dir / 'report' / rel))}</pre>"
+                     f"<pre>{html.escape(text)}</pre></details>")
+    return '<h2 id="reproduce">Reproduce</h2>' + "".join(parts)
 
 
 def _own_previous_report(out: Path) -> set[str]:
