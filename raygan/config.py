@@ -198,9 +198,6 @@ class ScalingConfig:
     placement: str = knob("pack", choices=["pack", "spread", "strict_spread"],
                           help="a trial's Train workers: packed onto few nodes, spread, or one per node")
     max_failures: int = knob(2, lo=0, help="worker crashes a trial recovers from, each time from its last checkpoint")
-    placement: str = knob("pack", choices=["pack", "spread", "strict_spread"],
-                          help="a trial's Train workers: packed onto few nodes, spread, or one per node")
-    max_failures: int = knob(2, lo=0, help="worker crashes a trial recovers from, each time from its last checkpoint")
 
 
 @dataclass

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 STATE_FILE = "state.pt"
+METRICS_FILE = "metrics.json"  # beside the state: what a finished run reports again when resumed
 STOP_FILE = "stopped.txt"
 # Diagnostics, read in the driver (the multi-node and fault-tolerance tests use them):
 TRACE_ENV = "RAYGAN_WORKER_TRACE"  # "1": every rank logs what it did to <log dir>/worker_trace/rank<r>.jsonl
@@ -104,14 +105,15 @@ def train_loop_per_worker(config: dict) -> None:
     if stop_file.exists():  # the group restarted after another rank's loss diverged
         return
 
-    restore = None
+    restore = finished = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             restore = torch.load(Path(d) / STATE_FILE, map_location=device, weights_only=True)
+            if restore["step"] >= config["train"]["steps"]:
+                finished = json.loads((Path(d) / METRICS_FILE).read_text())
         if rank == 0:
             progress(f"resuming from the checkpoint of step {restore['step']}")
-
     grad_sync = all_reduce_mean if world > 1 else no_sync
     dataset_shard = ray.train.get_dataset_shard if runtime["streams"] else None
     if runtime["trace_dir"]:
@@ -120,6 +122,9 @@ def train_loop_per_worker(config: dict) -> None:
                             restored_step=restore["step"] if restore else None)
         grad_sync = trace.sync(grad_sync)
         dataset_shard = trace.shards(dataset_shard) if dataset_shard else None
+    if finished is not None:  # interrupted after its last report: report the final metrics again
+        ray.train.report(finished if rank == 0 else {})
+        return
 
     def report(metrics: dict, state: dict | None) -> None:
         if runtime["kill_at_step"] == metrics["step"] and rank == 0:
@@ -134,6 +139,7 @@ def train_loop_per_worker(config: dict) -> None:
             return
         with tempfile.TemporaryDirectory() as d:
             save_atomic(state, Path(d) / STATE_FILE)
+            (Path(d) / METRICS_FILE).write_text(json.dumps(metrics))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
     hooks = Hooks(report=report, restore=restore, rank=rank, world_size=world, dataset_shard=dataset_shard,

@@ -186,6 +186,9 @@ def run_search(exp: Experiment, resume: bool = False):
         _write_marker(exp, exp_dir)
 
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    # Save the experiment's state (what --resume reads) every 2 s, not Tune's 10 s or
+    # more: a driver killed just after a trial finished then finds it finished.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     if not ray.is_initialized():
         # The dashboard (on 127.0.0.1 only) also serves the State API that Ray Train polls.
         ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=True,

@@ -1,0 +1,129 @@
+"""`raygan tune` killed (SIGKILL) mid-search, then `raygan tune --resume`: finished trials
+are kept as they were, the interrupted one continues from its last checkpoint."""
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+import pytest
+
+from raygan.cli import main
+
+pytest.importorskip("ray")
+
+SPACE = """
+name: resumed
+method: {name: dcl, lambda1: {loguniform: [0.5, 5.0]}}
+train: {steps: 16, batch_size: 2, eval_every: 2, eval_samples: 20, torch_threads: 1}
+search: {num_samples: 2, max_concurrent: 1}
+scaling: {cpus_per_worker: 0.5}
+"""
+
+
+def _statuses(exp_dir) -> dict:
+    """trial id -> status, as the last saved experiment state has them."""
+    files = sorted(exp_dir.glob("experiment_state-*.json"))
+    try:
+        trials = json.loads(files[-1].read_text())["trial_data"] if files else []
+    except ValueError:  # caught while being written
+        return {}
+    return {t["trial_id"]: t["status"] for t in (json.loads(entry[0]) for entry in trials)}
+
+
+def _trial_dir(exp_dir, trial_id):
+    (d,) = exp_dir.glob(f"_trial_{trial_id}_*")
+    return d
+
+
+def _checkpoints(exp_dir, trial_id) -> int:
+    """Checkpoints the trial's Train run has registered (what a restarted run resumes from)."""
+    snapshot = exp_dir / "_train" / f"train_{trial_id}" / "checkpoint_manager_snapshot.json"
+    try:
+        return len(json.loads(snapshot.read_text())["checkpoint_results"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _trace(trial_dir):
+    return [json.loads(line) for line in open(trial_dir / "worker_trace" / "rank0.jsonl")]
+
+
+def _kill_leftovers(ray_tmp: str) -> None:
+    """SIGKILL whatever the killed run's Ray left behind: only processes of its own temp dir."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+        except OSError:
+            continue
+        if ray_tmp in cmdline:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_killed_tune_driver_resumes_without_rerunning_finished_trials(tmp_path, capsys):
+    from raygan.orchestrate.train import TRACE_ENV
+
+    space = tmp_path / "resumed.yaml"
+    space.write_text(textwrap.dedent(SPACE))
+    out = tmp_path / "out"
+    exp_dir = out / "resumed"
+
+    # --resume with nothing to resume: a one-line error, nothing written
+    assert main(["tune", str(space), "--output", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds no search to resume" in err and not out.exists()
+
+    ray_tmp = tempfile.mkdtemp(prefix="rg", dir="/tmp")  # short: Ray's socket paths live under it
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_TMPDIR=ray_tmp, RAY_TRAIN_HEALTH_CHECK_INTERVAL_S="0.2", **{TRACE_ENV: "1"})
+    cmd = [sys.executable, "-m", "raygan.cli", "tune", str(space), "--output", str(out)]
+    try:
+        driver = subprocess.Popen(cmd, env=env, start_new_session=True,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Kill once one trial has finished (in the saved state) and the other has a checkpoint.
+        deadline = time.time() + 400
+        while True:
+            assert driver.poll() is None, "the search ended before it could be interrupted"
+            assert time.time() < deadline, "no trial finished in time"
+            states = _statuses(exp_dir)
+            done = [t for t, s in states.items() if s == "TERMINATED"]
+            running = [t for t, s in states.items() if s == "RUNNING"]
+            if done and running and _checkpoints(exp_dir, running[0]):
+                break
+            time.sleep(0.2)
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+        time.sleep(1)
+        _kill_leftovers(ray_tmp)
+        (finished,), (interrupted,) = done, running
+        before = (_trial_dir(exp_dir, finished) / "result.json").read_bytes()
+        assert not (exp_dir / "results.csv").exists()
+
+        resumed = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=400)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+    finally:
+        _kill_leftovers(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+    rows = list(csv.DictReader(open(exp_dir / "results.csv")))
+    assert sorted(r["trial"] for r in rows) == sorted([finished, interrupted])  # the same two trials, no new ones
+    assert all(r["status"] == "ok" and int(r["step"]) == 16 for r in rows)
+    # the finished trial was not run again: its results are untouched, its worker started once
+    assert (_trial_dir(exp_dir, finished) / "result.json").read_bytes() == before
+    assert [e["event"] for e in _trace(_trial_dir(exp_dir, finished))].count("start") == 1
+    # the interrupted one continued from a checkpoint its first run had reported
+    starts = [e for e in _trace(_trial_dir(exp_dir, interrupted)) if e["event"] == "start"]
+    reported = [e["step"] for e in _trace(_trial_dir(exp_dir, interrupted)) if e["event"] == "report"]
+    assert len(starts) == 2 and starts[0]["restored_step"] is None
+    assert starts[1]["restored_step"] in reported and 2 <= starts[1]["restored_step"] < 16
+    assert reported[-1] == 16
