@@ -152,6 +152,16 @@ def test_fid_matches_scipy_reference_and_is_zero_on_itself():
     assert abs(P.fid_from_features(a, a)) < 1e-8
 
 
+def test_fid_with_fewer_samples_than_dimensions_matches_eigenvalue_reference():
+    rng = np.random.default_rng(6)
+    a, b = rng.normal(size=(6, 20)), rng.normal(0.2, 1.5, size=(9, 20))
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    eig = np.clip(np.linalg.eigvals(s1 @ s2).real, 0, None)   # S1 S2 is similar to a PSD matrix
+    ref = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(eig).sum()
+    assert P.fid_from_features(a, b) == pytest.approx(ref, rel=1e-7)
+    assert abs(P.fid_from_features(a, a)) < 1e-9
+
+
 def _mmd2_loops(x, y):
     def k(u, v):
         return (float(np.dot(u, v)) / len(u) + 1.0) ** 3

@@ -123,8 +123,23 @@ def inception_outputs(images_u8: np.ndarray, net, batch_size: int = 50) -> tuple
 # ---- the formulas -----------------------------------------------------------------------------
 
 def fid_from_features(f_gen: np.ndarray, f_ref: np.ndarray) -> float:
-    """FID between two feature sets [N, D] (see the module docstring)."""
-    return frechet_distance(*feature_stats(f_gen), *feature_stats(f_ref))
+    """FID between two feature sets [N, D] (see the module docstring).
+
+    With fewer samples than dimensions (e.g. 1000 images, 2048-d) the covariances are
+    singular and a 2048 x 2048 sqrtm is slow and inexact, so the trace term is taken from
+    the samples instead: with centred X [n, D], Y [m, D], S_x S_y has the non-zero eigenvalues
+    of M M^T, M = X Y^T / sqrt((n-1)(m-1)), hence Tr (S_x S_y)^(1/2) = sum of M's singular
+    values: exact for the sample covariances. Larger sets use ``frechet_distance``."""
+    x, y = np.asarray(f_gen, np.float64), np.asarray(f_ref, np.float64)
+    n, m = len(x), len(y)
+    if x.shape[1] != y.shape[1] or min(n, m) < 2:
+        raise ValueError(f"FID needs two feature sets of one dimension with >= 2 rows, got {x.shape}, {y.shape}")
+    if min(n, m) > x.shape[1]:
+        return frechet_distance(*feature_stats(x), *feature_stats(y))
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    diff = x.mean(0) - y.mean(0)
+    tr_sqrt = np.linalg.svd(xc @ yc.T, compute_uv=False).sum() / np.sqrt((n - 1) * (m - 1))
+    return float(diff @ diff + (xc * xc).sum() / (n - 1) + (yc * yc).sum() / (m - 1) - 2 * tr_sqrt)
 
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
