@@ -233,7 +233,8 @@ class Run:
         return few_shot_target(size=self.size, n_shots=10, seed=0), "embedded 10 target shots (seed 0)"
 
     def intra_lpips(self):
-        import lpips
+        import pickle
+        from importlib.metadata import version
 
         from raygan.metrics import weights
         from raygan.metrics.diversity import LPIPS_MIN_SIZE, intra_cluster_diversity, lpips_distance
@@ -243,14 +244,14 @@ class Run:
         w = weights.resolve({"vgg": "vgg16", "alex": "alexnet"}[backbone], self.opts.lpips_weights)
         try:
             dist = lpips_distance(backbone, self.opts.device, path=w.path)
-        except Exception as e:  # torch.load / load_state_dict on a foreign file
-            raise UserError(w.path, f"not {w.known.what}'s state dict ({type(e).__name__}: "
-                                    f"{str(e).strip().splitlines()[0][:100] if str(e).strip() else ''})") from None
+        except (RuntimeError, KeyError, ValueError, EOFError, OSError, pickle.UnpicklingError) as e:
+            first = str(e).strip().splitlines()[0][:100] if str(e).strip() else ""
+            raise UserError(w.path, f"not {w.known.what}'s state dict ({type(e).__name__}: {first})") from None
         shots, shots_name = self.shots()
         value = intra_cluster_diversity(self.images, shots, dist, seed=self.opts.seed)
         resize = f"bilinear to {LPIPS_MIN_SIZE} px" if self.size < LPIPS_MIN_SIZE else "none"
         verified = "" if w.verified else ", UNVERIFIED backbone"
-        return [Score(f"intra_lpips_{backbone}", value, f"lpips {lpips.__version__} {backbone} v0.1{verified}",
+        return [Score(f"intra_lpips_{backbone}", value, f"lpips {version('lpips')} {backbone} v0.1{verified}",
                       w.sha256, resize, len(self.images), f"nearest of {shots_name}; <= 50 per cluster")]
 
     # -- SCS
@@ -345,11 +346,29 @@ def check_options(opts: EvalOptions) -> None:
         raise UserError("--scs-edges", f"expected hed, sobel or canny, got {opts.scs_edges!r}")
 
 
+def preflight(opts: EvalOptions) -> None:
+    """Fail before generating anything: every weights file and folder the metrics need."""
+    from raygan.metrics import weights
+    from raygan.metrics.published import image_files
+
+    if {"fid", "kid", "is"} & set(opts.metrics):
+        weights.resolve("inception", opts.inception)
+    if "intra_lpips" in opts.metrics:
+        weights.resolve({"vgg": "vgg16", "alex": "alexnet"}[opts.lpips_net], opts.lpips_weights)
+    if "scs" in opts.metrics and opts.scs_edges == "hed":
+        weights.resolve("hed", opts.hed)
+    if opts.reference and {"fid", "kid"} & set(opts.metrics):
+        image_files(opts.reference)
+    if opts.shots and {"intra_lpips", "intra_shapesnet"} & set(opts.metrics):
+        image_files(opts.shots)
+
+
 def evaluate_checkpoint(path, opts: EvalOptions, progress=print) -> tuple[list[dict], Path]:
     """Score a checkpoint; returns the provenance records and the JSON file written."""
     check_options(opts)
     given = Path(path).expanduser()
     ckpt = find_checkpoint(given)
+    preflight(opts)
     out = _output_path(opts, given, ckpt)
     src, ckpt_sha = load_generator(ckpt)
     z = torch.randn(opts.samples, src.g_config.get("style_dim", 512),

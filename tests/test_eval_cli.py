@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from raygan import eval as E
+from raygan.metrics import diversity as D
 from raygan.cli import main
 from raygan.metrics import features as Fe
 from raygan.metrics import weights as W
@@ -48,7 +49,7 @@ def env(cache, torch_home, monkeypatch):
 
 def _ckpt(tmp_path):
     folder = tmp_path / "run"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     return shutil.copy(EMBEDDED, folder / "g.pt")
 
 
@@ -168,3 +169,31 @@ def test_bad_inputs_are_one_line_errors(env, tmp_path, capsys):
     torch.save(torch.nn.Linear(2, 2).state_dict(), wrong)
     _fails(["eval", str(_ckpt(tmp_path)), "--metrics", "fid", "--samples", "4", "--inception", str(wrong)],
            capsys, "wrong.pth", "wrong architecture")
+    _fails(["eval", str(_ckpt(tmp_path / "b")), "--metrics", "intra_lpips", "--lpips-net", "alex", "--samples", "4",
+            "--lpips-weights", str(wrong)], capsys, "wrong.pth", "AlexNet's state dict")
+
+
+def test_intra_lpips_alex_with_stand_in_backbone(env, torch_home, tmp_path):
+    """torchvision's AlexNet layout (only `features.*` matters to LPIPS), random weights."""
+    from torchvision.models import alexnet
+
+    torch.manual_seed(1)
+    path = torch_home[0] / "hub" / "checkpoints" / W.KNOWN["alexnet"].file
+    torch.save({k: v for k, v in alexnet().state_dict().items() if k.startswith("features.")}, path)
+    try:
+        ckpt = _ckpt(tmp_path)
+        out = tmp_path / "lpips.json"
+        assert main(["eval", str(ckpt), "--metrics", "intra_lpips", "--lpips-net", "alex", "--samples", "24",
+                     "--out", str(out)]) == 0
+        (r,) = json.loads(out.read_text())["scores"]
+        assert r["metric"] == "intra_lpips_alex" and r["weights_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert "UNVERIFIED" in r["network"] and "<= 50 per cluster" in r["reference"]
+        src = load_source(str(ckpt))
+        z = torch.randn(24, 128, generator=torch.Generator().manual_seed(10_000))
+        images = E.generate(src.generator(), z, seed=0, batch=50, device="cpu")
+        from raygan.data.synthetic import few_shot_target
+
+        expected = D.intra_cluster_diversity(images, few_shot_target(32, 10, 0), D.lpips_distance("alex", path=path))
+        assert r["value"] == pytest.approx(expected, rel=1e-6)
+    finally:
+        path.unlink()

@@ -104,5 +104,5 @@ def resolve(name: str, explicit=None) -> WeightsFile:
             return WeightsFile(path, sha256_of(path), k)
         if how != "torch hub cache" and how != f"${DIR_VAR}":
             raise UserError(path, f"no such file ({how}; expected {k.file}, {k.what})")
-    raise UserError(k.file, f"missing ({k.what}): put it in {hub_dir()} or in ${DIR_VAR}, "
+    raise UserError(k.file, f"missing, {k.what}: put it in {hub_dir()} or in ${DIR_VAR}, "
                             f"or point ${k.env} at it")
