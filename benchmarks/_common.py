@@ -48,5 +48,7 @@ def report(name_a: str, ra, name_b: str, rb, unit: str, ratio_of: str = "a/b") -
     print(f"{name_a}: median {ma:.4g} {unit}  {[round(x, 4) for x in ra]}")
     print(f"{name_b}: median {mb:.4g} {unit}  {[round(x, 4) for x in rb]}")
     ratio = ma / mb if ratio_of == "a/b" else mb / ma
-    print(f"ratio ({ratio_of}): {ratio:.3f}")
+    pairs = [x / y if ratio_of == "a/b" else y / x for x, y in zip(ra, rb)]
+    print(f"ratio of medians ({ratio_of}): {ratio:.3f}; median of the {len(pairs)} per-repetition ratios "
+          f"(A and B of one repetition ran back to back): {median(pairs):.3f}  {[round(r, 3) for r in pairs]}")
     return ratio

@@ -1,8 +1,12 @@
-"""Per-step wall times of the few-shot trainer, in the bare loop or inside a Ray Train run.
+"""Per-step times of the few-shot trainer, in the bare loop or inside a Ray Train run.
 
-Both paths wrap ``FewShotAdapter.step`` with the same timer (a perf_counter pair
-per step, nothing else), so evaluation, start-up and teardown are left out and
-the two measure exactly the same thing.
+Both paths wrap ``FewShotAdapter.step`` with the same timer, so evaluation,
+start-up and teardown are left out and the two measure exactly the same thing.
+Each step records three clocks: wall time, CPU time of the calling thread (the
+training compute; with one torch thread it runs there) and CPU time of the whole
+process (adds what other threads of the process spent meanwhile, e.g. Ray's
+core-worker threads). On a machine shared with other jobs the CPU clocks are
+far less disturbed than the wall clock.
 """
 from __future__ import annotations
 
@@ -34,21 +38,21 @@ def _instrument(times: list) -> None:
     inner = FewShotAdapter.step
 
     def step(self):
-        t0 = time.perf_counter()
+        t0, c0, p0 = time.perf_counter(), time.thread_time(), time.process_time()
         logs = inner(self)
-        step._bench_times.append(time.perf_counter() - t0)
+        step._bench_times.append((time.perf_counter() - t0, time.thread_time() - c0, time.process_time() - p0))
         return logs
     step._bench, step._bench_times = True, times
     FewShotAdapter.step = step
 
 
-def bare_step_times(cfg: dict) -> list[float]:
+def bare_step_times(cfg: dict) -> list:
     import torch
 
     from raygan.loop import Hooks, run
 
     torch.set_num_threads(cfg["train"]["torch_threads"])
-    times: list[float] = []
+    times: list = []
     _instrument(times)
     run(cfg, Hooks(report=lambda m, s: None))
     return times
@@ -61,14 +65,14 @@ def _timed_worker(config: dict) -> None:
     from raygan.orchestrate.train import train_loop_per_worker
 
     out = Path(config["_runtime"]["stop_file"]).parent
-    times: list[float] = []
+    times: list = []
     _instrument(times)
     train_loop_per_worker(config)
     rank = ray.train.get_context().get_world_rank()
     (out / STEP_FILE.format(rank=rank)).write_text(json.dumps(times))
 
 
-def ray_step_times(cfg: dict, num_workers: int = 1, cpus_per_worker: float = 1.0) -> list[list[float]]:
+def ray_step_times(cfg: dict, num_workers: int = 1, cpus_per_worker: float = 1.0) -> list[list]:
     """One TorchTrainer run through raygan's fit_trial; returns each rank's step times."""
     import raygan.orchestrate.train as train_mod
     from raygan.config import ScalingConfig
@@ -91,8 +95,11 @@ def start_ray(num_cpus: int | None = None) -> None:
              log_to_driver=False)
 
 
-def steady(times: list[float], warmup: int) -> float:
-    """Median step time after the first ``warmup`` steps."""
+CLOCKS = ("wall", "thread CPU", "process CPU")
+
+
+def steady(times: list, warmup: int) -> tuple[float, float, float]:
+    """Median (wall, thread CPU, process CPU) step time after the first ``warmup`` steps."""
     from statistics import median
 
-    return median(times[warmup:])
+    return tuple(median(t[k] for t in times[warmup:]) for k in range(3))

@@ -4,7 +4,7 @@
 Both run raygan.loop.run on the same config (DCL paper defaults, embedded task,
 batch --batch, --threads torch threads, one evaluation at the very end); the
 same timer wraps every step in both, and a run's sample is the median step time
-after --warmup steps. A is a 1-worker TorchTrainer through raygan's fit_trial
+after --warmup steps, on three clocks (wall, thread CPU, process CPU: see _train_timing). A is a 1-worker TorchTrainer through raygan's fit_trial
 (the path `raygan train` / `raygan tune` take), B the bare loop in this process;
 they alternate, --reps each. Usage:
 python benchmarks/p1_train_overhead.py [--reps 5] [--steps 40] [--batch 4] [--threads 1]
@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from _common import alternate, machine_line, report
-from _train_timing import bare_step_times, dcl_config, ray_step_times, start_ray, steady
+from _train_timing import CLOCKS, bare_step_times, dcl_config, ray_step_times, start_ray, steady
 
 
 def main():
@@ -31,10 +31,20 @@ def main():
     print(machine_line())
     print(f"DCL, {args.steps} steps/run (first {args.warmup} dropped), batch {args.batch}, "
           f"{args.threads} torch thread(s); 1 Train worker holding 1 CPU")
-    ra, rb = alternate(args.reps, lambda: steady(ray_step_times(cfg)[0], args.warmup),
-                       lambda: steady(bare_step_times(cfg), args.warmup), "Ray Train", "bare loop",
-                       warmup=False)
-    report("Ray Train (1 worker) step", ra, "bare loop step", rb, "s/step")
+    samples = {"ray": [], "bare": []}
+
+    def sample(name, fn):
+        def go():
+            samples[name].append(steady(fn(), args.warmup))
+            return samples[name][-1][0]
+        return go
+
+    alternate(args.reps, sample("ray", lambda: ray_step_times(cfg)[0]), sample("bare", lambda: bare_step_times(cfg)),
+              "Ray Train", "bare loop", warmup=False)
+    for k, clock in enumerate(CLOCKS):
+        print(f"-- {clock} time per step")
+        report("Ray Train (1 worker)", [s[k] for s in samples["ray"]], "bare loop", [s[k] for s in samples["bare"]],
+               "s/step")
 
 
 if __name__ == "__main__":

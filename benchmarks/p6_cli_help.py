@@ -25,7 +25,10 @@ def main():
 
     exe = shutil.which("raygan") or os.path.join(os.path.dirname(sys.executable), "raygan")
     cmd = [sys.executable, "-m", "raygan.cli", "--help"] if args.module or not os.path.exists(exe) else [exe, "--help"]
-    print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, load average {loadavg()}")
+    from importlib.metadata import version  # versions without importing torch or ray
+
+    print(f"machine: {os.cpu_count()} CPUs, torch {version('torch')}, ray {version('ray')}, "
+          f"python {sys.version.split()[0]}, load average {loadavg()}")
     print("command:", " ".join(cmd))
     subprocess.run(cmd, check=True, capture_output=True)  # warm the page cache
     times = []

@@ -2,7 +2,7 @@
 
 Runs the same small DCL config (a) in-process through the plain loop and (b) as
 Tune trials, each a Ray Train run, one at a time; the difference per trial is
-the fixed cost. Usage: python benchmarks/trial_overhead.py [--trials 3] [--steps 20]
+the fixed cost. Usage: python benchmarks/p7_trial_overhead.py [--trials 3] [--steps 20]
 """
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from pathlib import Path
 
 import yaml
 
+from _common import machine_line
+
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20)
     args = ap.parse_args()
-
-    import os
 
     import ray
     import torch
@@ -57,7 +57,7 @@ def main():
 
     per_trial = t_search / args.trials
     fixed = per_trial - statistics.median(bare)
-    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, ray {ray.__version__}")
+    print(machine_line())
     print(f"bare loop, {args.steps} steps + 1 evaluation: median {statistics.median(bare):.1f} s  {[round(b, 1) for b in bare]}")
     print(f"trial time inside Tune (time_total_s): median {statistics.median(in_tune):.1f} s")
     print(f"ray.init: {t_init:.1f} s; search wall: {t_search:.1f} s for {args.trials} sequential trials")
