@@ -91,7 +91,7 @@ def start_ray(num_cpus: int | None = None) -> None:
     os.environ.pop("RAY_ADDRESS", None)
     import ray
 
-    ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", configure_logging=False,
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", configure_logging=False,
              log_to_driver=False)
 
 

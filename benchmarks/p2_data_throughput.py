@@ -85,7 +85,7 @@ def main():
     print(f"wrote {n} scenes at {args.size} px in {time.perf_counter() - t0:.1f} s: parquet {mb(shards):.1f} MiB, "
           f"PNG folder {mb(png):.1f} MiB")
 
-    ray.init(num_cpus=args.workers, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=args.workers, include_dashboard=False, configure_logging=False, log_to_driver=False)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False

@@ -101,7 +101,7 @@ def main():
     os.environ.pop("RAY_ADDRESS", None)
     import ray
 
-    ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
+    ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False)
     print(machine_line())
     print(f"N = {args.trials} TPE+ASHA trials vs {4 * args.trials} random trials; {args.steps} steps per trial, "
           f"evaluation every {args.eval_every} on {args.eval_samples} samples; seeds {args.seeds}")

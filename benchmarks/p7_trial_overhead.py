@@ -47,7 +47,7 @@ def main():
         bare.append(time.perf_counter() - t0)
 
     t0 = time.perf_counter()
-    ray.init(include_dashboard=True, dashboard_host="127.0.0.1", configure_logging=False)
+    ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1", configure_logging=False)
     t_init = time.perf_counter() - t0
     t0 = time.perf_counter()
     results, _ = run_search(exp)
