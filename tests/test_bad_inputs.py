@@ -171,12 +171,6 @@ def results_dir_tune_state_without_marker(tmp, packed):
     return ["tune", path, "--output", "out", "--resume"], path, "holds a Tune search without raygan_experiment.yaml"
 
 
-@case
-def resume_without_previous_run(tmp, packed):
-    path = write(tmp, "ok.yaml", DCL)
-    return ["tune", path, "--output", "out", "--resume"], path, "no search to resume"
-
-
 # ---- packed datasets (data: {dataset: packed, root: ...}) -----------------------------------------
 
 def _packed_space(tmp, root="packed"):
@@ -230,8 +224,8 @@ def _dataset(tmp, kind):
     return open_layout(kind, "ds", "train", None).pairs
 
 
-def _pack(kind, *extra):
-    return ["data", "pack", "ds", "dst", "--layout", kind, "--size", "8", "--ratio", "0.5", *extra]
+def _pack(kind, ratio="0.5"):
+    return ["data", "pack", "ds", "dst", "--layout", kind, "--size", "8", "--ratio", ratio]
 
 
 def _zero_images(kind):
@@ -295,7 +289,7 @@ def pack_image_label_size_mismatch(tmp, packed):
 @case
 def pack_too_few_images_for_ratio(tmp, packed):
     MAKERS["ade20k"](tmp / "ds")  # 2 pairs: at r = 0.05 there is nothing left for the unpaired parts
-    return _pack("ade20k", "--ratio", "0.05"), "ds", "each part needs at least one"
+    return _pack("ade20k", ratio="0.05"), "ds", "each part needs at least one"
 
 
 @case

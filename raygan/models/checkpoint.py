@@ -60,6 +60,7 @@ def load_file(path) -> dict:
             raise UserError(path, "corrupt, truncated or not a torch checkpoint (neither a zip nor a pickle)") from None
         text = str(e).split("WeightsUnpickler error:", 1)[-1]  # torch's reason, not its advice
         first = next((line.strip() for line in text.splitlines() if line.strip()), "unsafe content")
+        first = first.split(" Please use", 1)[0]  # torch's how-to-allow-it advice is not ours to give
         raise UserError(path, f"refused: not a plain weights file ({first[:120]})") from None
     except Exception as e:  # torch.load raises many types on bad bytes (KeyError, EOFError, RuntimeError, ...)
         raise UserError(path, f"corrupt, truncated or not a torch checkpoint ({type(e).__name__})") from None
