@@ -44,10 +44,16 @@ def pretrain(out, steps=5000, size=32, seed=0, force=False, batch=8, lr=0.002, r
         from raygan.models.checkpoint import load_file
 
         state = load_file(init)
-        g.load_state_dict(state["g"]), d.load_state_dict(state["d"])
+        try:
+            g.load_state_dict(state["g"]), d.load_state_dict(state["d"])
+            g_ema_state = state["g_ema"]
+        except (KeyError, RuntimeError, TypeError, AttributeError) as e:
+            kind = f"no '{e.args[0]}'" if isinstance(e, KeyError) else "a different architecture"
+            raise UserError(init, f"{kind}: expected a checkpoint written by `raygan pretrain` "
+                                  f"({size}px, keys g, d, g_ema)") from None
     g_ema = copy.deepcopy(g).eval().requires_grad_(False)
     if init is not None:
-        g_ema.load_state_dict(state["g_ema"])
+        g_ema.load_state_dict(g_ema_state)
     ratio = r1_every / (r1_every + 1)
     g_opt = torch.optim.Adam(g.parameters(), lr=lr, betas=(0.0, 0.99))
     d_opt = torch.optim.Adam(d.parameters(), lr=lr * ratio, betas=(0.0, 0.99 ** ratio))

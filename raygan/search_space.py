@@ -243,6 +243,10 @@ def load_experiment(path) -> Experiment:
         trial["method"] = {}
     trial["method"]["name"] = mname
     run = {s: C.build(cls, doc.get(s), where, s) for s, cls in RUN_SECTIONS.items()}
+    given = doc.get("search") or {}
+    if "metric" not in given:  # the family's own objective (mode too, unless given)
+        metric, mode = family_of(mname).default_objective(trial)
+        run["search"].metric, run["search"].mode = metric, given.get("mode", mode)
     name = doc.get("name") or run["output"].name or Path(path).stem
     if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
         raise UserError(where, f"name: expected letters, digits, '-' or '_', got {name!r}")

@@ -95,3 +95,14 @@ def test_missing_checkpoint_path_is_caught_before_ray_starts(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == "raygan: error: nope/g.pt: no such checkpoint file (expected a StyleGAN2 .pt in rosinality layout)"
     assert not (tmp_path / "out").exists()
+
+
+def test_default_objective_is_the_familys(tmp_path):
+    from raygan.search_space import load_experiment
+
+    (tmp_path / "sp.yaml").write_text("method: {name: semipaired}\ntrain: {lr_g: {loguniform: [1.0e-4, 1.0e-3]}}\n")
+    exp = load_experiment(tmp_path / "sp.yaml")
+    assert (exp.search.metric, exp.search.mode) == ("miou_segnet", "max")
+    (tmp_path / "dcl.yaml").write_text("method: {name: dcl}\ntrain: {lr: {loguniform: [1.0e-4, 1.0e-3]}}\n")
+    exp = load_experiment(tmp_path / "dcl.yaml")
+    assert (exp.search.metric, exp.search.mode) == ("fd_shapesnet", "min")

@@ -224,6 +224,11 @@ def build(t: dict, device="cpu", grad_sync: Callable = no_sync, seed: int = 0, *
 GRID_SHARED_ROWS = ("source",)  # the rows of a trial's samples.png that every trial shares
 
 
+def default_objective(cfg: dict) -> tuple[str, str]:
+    """search.metric / mode when the experiment names none."""
+    return "fd_shapesnet", "min"
+
+
 class Evaluation:
     """Realism, diversity, Fréchet distance and SCS of G_t; grid: G_s above G_t, same z."""
     grid_name = "source_vs_adapted"

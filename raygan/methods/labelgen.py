@@ -319,6 +319,14 @@ def ray_datasets(t: dict) -> dict | None:
 GRID_SHARED_ROWS = ("labels", "real")  # the rows of a trial's samples.png that every trial shares
 
 
+def default_objective(cfg: dict) -> tuple[str, str]:
+    """search.metric / mode when the experiment names none: the mIoU its evaluation reports."""
+    from pathlib import Path
+
+    segmenter = cfg["data"].get("segmenter")
+    return (f"miou_{Path(segmenter).stem}" if segmenter else "miou_segnet"), "max"
+
+
 class Evaluation:
     """Embedded scenes: mIoU of a segmenter trained on real scenes, Fréchet distance in its
     feature space. Given data.eval_root + data.segmenter: that segmenter's mIoU on those

@@ -9,6 +9,8 @@ from raygan.search_space import Experiment
 
 
 def _fresh_dir(exp: Experiment, out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(exp.path, f"{out} is a file, not a results folder")
     if out.exists() and any(out.iterdir()):
         raise UserError(exp.path, f"{out} already holds results (choose another output.name or remove it)")
     try:
