@@ -144,6 +144,21 @@ def results_dir_is_a_file(tmp, packed):
 
 
 @case
+def train_results_dir_is_a_file(tmp, packed):
+    (tmp / "out").mkdir()
+    (tmp / "out" / "ok").write_text("keep")
+    path = write(tmp, "ok.yaml", DCL)
+    return ["train", "--local", path, "--output", "out"], path, "is a file, not a results folder"
+
+
+@case
+def pretrain_init_of_another_kind(tmp, packed):
+    torch.save({"g_ema": Generator(32, style_dim=32, n_mlp=2, channel_max=32).state_dict()}, tmp / "g.pt")
+    return ["pretrain", "--init", "g.pt", "--out", "new.pt", "--steps", "1"], "g.pt", \
+        "no 'g': expected a checkpoint written by `raygan pretrain`"
+
+
+@case
 def results_dir_already_holds_results(tmp, packed):
     (tmp / "out" / "ok").mkdir(parents=True)
     (tmp / "out" / "ok" / "results.csv").write_text("earlier results")
