@@ -170,12 +170,12 @@ def results_dir_already_holds_results(tmp, packed):
 def results_dir_from_another_experiment(tmp, packed):
     exp_dir = tmp / "out" / "ok"
     exp_dir.mkdir(parents=True)
-    (exp_dir / "raygan_experiment.yaml").write_text(
-        "experiment: /elsewhere/tgan.yaml\nname: ok\nmethod: tgan\nspace: {train.lr: {uniform: [0.001, 0.01]}}\n")
+    (exp_dir / "experiment.yaml").write_text(
+        "name: ok\nmethod: {name: tgan}\ntrain: {lr: {uniform: [0.001, 0.01]}}\n")
     (exp_dir / "experiment_state-2026-01-01_00-00-00.json").write_text("{}")
     path = write(tmp, "ok.yaml", DCL)
     return ["tune", path, "--output", "out", "--resume"], path, \
-        "holds the search of another experiment (/elsewhere/tgan.yaml: a different method or search space)"
+        "holds the search of another experiment"
 
 
 @case
@@ -183,7 +183,7 @@ def results_dir_tune_state_without_marker(tmp, packed):
     (tmp / "out" / "ok").mkdir(parents=True)
     (tmp / "out" / "ok" / "experiment_state-2026-01-01_00-00-00.json").write_text("{}")
     path = write(tmp, "ok.yaml", DCL)
-    return ["tune", path, "--output", "out", "--resume"], path, "holds a Tune search without raygan_experiment.yaml"
+    return ["tune", path, "--output", "out", "--resume"], path, "holds a Tune search without experiment.yaml"
 
 
 # ---- packed datasets (data: {dataset: packed, root: ...}) -----------------------------------------
@@ -363,12 +363,13 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, monkeypatch, cap
 def test_resume_marker_accepts_the_same_experiment_only(tmp_path):
     """A search's marker lets --resume continue that experiment and refuses an edited space."""
     from raygan.errors import UserError
-    from raygan.orchestrate.tune import _check_results_dir, _write_marker
+    from raygan.orchestrate.results import save_experiment
+    from raygan.orchestrate.tune import _check_results_dir
     from raygan.search_space import load_experiment
 
     exp = load_experiment(tmp_path / write(tmp_path, "ok.yaml", DCL))
     exp_dir = tmp_path / "out" / "ok"
-    _write_marker(exp, exp_dir)
+    save_experiment(exp, exp_dir)
     _check_results_dir(exp, tmp_path / "out", exp_dir, resume=True)  # same experiment: accepted
     moved = load_experiment(tmp_path / write(tmp_path, "ok.yaml", DCL.replace("0.3]", "0.4]")))
     with pytest.raises(UserError, match="another experiment"):

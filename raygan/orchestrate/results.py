@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,8 +156,10 @@ def save_experiment(exp: Experiment, exp_dir: Path) -> Path:
     if not doc.get("name") and not (doc.get("output") or {}).get("name"):
         text = (f"name: {exp.name}\n" + text if not text.lstrip().startswith("{")
                 else yaml.safe_dump({"name": exp.name, **doc}, sort_keys=False))
-    out = exp_dir / EXPERIMENT_COPY
-    out.write_text(f"# {exp.path}, as run by raygan tune\n" + text)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    out, tmp = exp_dir / EXPERIMENT_COPY, exp_dir / f".{EXPERIMENT_COPY}.tmp"
+    tmp.write_text(f"# {exp.path}, as run by raygan tune\n" + text, encoding="utf-8")
+    os.replace(tmp, out)
     return out
 
 
@@ -165,7 +168,8 @@ def write_summary(results, exp: Experiment, exp_dir: Path) -> list[dict]:
     cols = [c for c in dict.fromkeys(k for r in rows for k in r if not k.startswith("_"))]
     _write_csv(exp_dir / "results.csv", rows, cols)
     _print_table(rows, cols)
-    save_experiment(exp, exp_dir)
+    if not (exp_dir / EXPERIMENT_COPY).exists():  # run_search keeps it from the start
+        save_experiment(exp, exp_dir)
     if exp.search.multi_objective:
         front = [r for r in rows if r["pareto_rank"] == 1]
         _write_csv(exp_dir / "pareto.csv", front, cols)

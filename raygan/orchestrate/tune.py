@@ -109,21 +109,17 @@ def prepare_shared_assets(exp: Experiment) -> None:
     prepare(exp.trial_config, exp.methods, exp.path, progress=lambda line: print(f"raygan: {line}", flush=True))
 
 
-MARKER = "raygan_experiment.yaml"  # in the experiment dir: which experiment's search it holds
-
-
 def _identity(exp: Experiment) -> dict:
     """What a resumed search must share with the one it continues (Tune restores the old space)."""
-    import yaml
-
-    space = {k: {d.kind: d.args} for k, d in exp.space.items()}
-    return yaml.safe_load(yaml.safe_dump({"method": exp.method, "space": space}))
+    return {"method": exp.method, "space": {k: (d.kind, list(d.args)) for k, d in exp.space.items()}}
 
 
 def _check_results_dir(exp: Experiment, storage: Path, exp_dir: Path, resume: bool) -> None:
     """Before anything is built or written: output.dir can be written, a new search
-    gets an empty folder, and --resume continues this experiment's search only."""
-    import yaml
+    gets an empty folder, and --resume continues this experiment's search only (the
+    experiment file kept beside the results, EXPERIMENT_COPY, says whose it is)."""
+    from raygan.orchestrate.results import EXPERIMENT_COPY
+    from raygan.search_space import load_experiment
 
     probe = storage
     while not probe.exists():  # the nearest existing ancestor must be a writable folder
@@ -138,31 +134,21 @@ def _check_results_dir(exp: Experiment, storage: Path, exp_dir: Path, resume: bo
             raise UserError(exp.path, f"results for '{exp.name}' already exist in {exp_dir} "
                                       "(use --resume, another output.name, or remove it)")
         return
-    marker = exp_dir / MARKER
-    if not marker.is_file():
+    kept = exp_dir / EXPERIMENT_COPY
+    if not kept.is_file():
         if any(exp_dir.glob("experiment_state-*.json")):
-            raise UserError(exp.path, f"--resume: {exp_dir} holds a Tune search without {MARKER}; "
+            raise UserError(exp.path, f"--resume: {exp_dir} holds a Tune search without {EXPERIMENT_COPY}; "
                                       "it is not this experiment's (use another output.name)")
         return  # nothing to resume: reported below
     try:
-        theirs = yaml.safe_load(marker.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        theirs = load_experiment(kept)
+    except UserError:
         theirs = None
-    if not isinstance(theirs, dict) or {k: theirs.get(k) for k in ("method", "space")} != _identity(exp):
-        made_by = theirs.get("experiment", "?") if isinstance(theirs, dict) else "?"
-        raise UserError(exp.path, f"--resume: {exp_dir} holds the search of another experiment ({made_by}: "
-                                  "a different method or search space); use another output.name or output.dir")
-
-
-def _write_marker(exp: Experiment, exp_dir: Path) -> None:
-    import yaml
-
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump({"experiment": str(Path(exp.path).resolve()), "name": exp.name, **_identity(exp)},
-                          sort_keys=False)
-    tmp = exp_dir / f".{MARKER}.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, exp_dir / MARKER)
+    if theirs is None or _identity(theirs) != _identity(exp):
+        made_by = theirs.method if theirs is not None else "unreadable"
+        raise UserError(exp.path, f"--resume: {exp_dir} holds the search of another experiment ({kept}: "
+                                  f"{made_by}, a different method or search space); use another output.name "
+                                  "or output.dir")
 
 
 def run_search(exp: Experiment, resume: bool = False):
@@ -183,7 +169,9 @@ def run_search(exp: Experiment, resume: bool = False):
     except OSError as e:
         raise UserError(exp.path, f"output.dir {storage} is not writable ({e.strerror})") from None
     if not resume:
-        _write_marker(exp, exp_dir)
+        from raygan.orchestrate.results import save_experiment
+
+        save_experiment(exp, exp_dir)  # whose search this folder holds (--resume, raygan report)
 
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     # Save the experiment's state (what --resume reads) every 2 s, not Tune's 10 s or
