@@ -40,6 +40,10 @@ def test_concurrency_fits_the_cluster(tmp_path, capsys):
     exp.scaling.num_workers = 3
     with pytest.raises(UserError, match="one trial needs 2.71 CPUs"):
         fit_concurrency(exp, 2.0)
+    exp.scaling.num_workers, exp.scaling.use_gpu = 2, True  # GPUs bound it too: 5 GPUs hold 2 trials
+    assert fit_concurrency(exp, 16.0, cluster_gpus=5) == 2
+    with pytest.raises(UserError, match=r"one trial needs 2 GPU\(s\).*has 0"):
+        fit_concurrency(exp, 16.0, cluster_gpus=0)
 
 
 def test_asha_counts_in_steps(tmp_path):

@@ -38,9 +38,10 @@ def _trial(params: dict, *, base: dict, scaling, exp_dir: str, objectives=()) ->
         tune.report({**{m: float("nan") for m in objectives}, STOPPED: str(e)})
 
 
-def fit_concurrency(exp: Experiment, cluster_cpus: float) -> int:
+def fit_concurrency(exp: Experiment, cluster_cpus: float, cluster_gpus: float = 0.0) -> int:
     """Trials that fit at once: a trial whose Train workers cannot be placed does
-    not queue, it fails after Ray Train's start-up timeout."""
+    not queue, it fails after Ray Train's start-up timeout. With use_gpu each worker
+    also takes one GPU."""
     from raygan.search_space import family_of
 
     sc = exp.scaling
@@ -54,6 +55,11 @@ def fit_concurrency(exp: Experiment, cluster_cpus: float) -> int:
         fits = 1  # the first trial always runs; its data tasks then share the CPUs
     if fits < 1:
         raise UserError(exp.path, f"scaling: one trial needs {per_trial:g} CPUs, the Ray cluster has {cluster_cpus:g}")
+    if sc.use_gpu:
+        fits = min(fits, int(cluster_gpus // sc.num_workers))
+        if fits < 1:
+            raise UserError(exp.path, f"scaling: one trial needs {sc.num_workers} GPU(s) (use_gpu), the Ray cluster "
+                                      f"has {cluster_gpus:g}; start the GPU workers first (cluster min_workers)")
     if fits < exp.search.max_concurrent:
         print(f"raygan: {fits} trial(s) at a time fit {cluster_cpus:g} CPUs "
               f"(search.max_concurrent is {exp.search.max_concurrent})", flush=True)
@@ -181,7 +187,7 @@ def run_search(exp: Experiment, resume: bool = False):
         # The dashboard (on 127.0.0.1 only) also serves the State API that Ray Train polls.
         ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=True,
                  dashboard_host="127.0.0.1", configure_logging=False)
-    cpus = ray.cluster_resources().get("CPU", 0)
+    cpus, gpus = (ray.cluster_resources().get(k, 0) for k in ("CPU", "GPU"))
     metric = exp.search.metric
     trainable = tune.with_resources(
         tune.with_parameters(_trial, base=exp.trial_config, scaling=exp.scaling, exp_dir=str(exp_dir),
@@ -195,7 +201,7 @@ def run_search(exp: Experiment, resume: bool = False):
         tuner = tune.Tuner(
             trainable,
             param_space={k: d.to_tune() for k, d in exp.space.items()},
-            tune_config=tune.TuneConfig(search_alg=_searcher(exp, fit_concurrency(exp, cpus)),
+            tune_config=tune.TuneConfig(search_alg=_searcher(exp, fit_concurrency(exp, cpus, gpus)),
                                         scheduler=_scheduler(exp),
                                         num_samples=exp.search.num_samples, reuse_actors=True),
             run_config=tune.RunConfig(name=exp.name, storage_path=str(storage), verbose=1,
