@@ -24,7 +24,14 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--worker-niceness", type=int, default=None,
+                    help="RAY_worker_niceness for this run (Ray's default 15 lowers workers' CPU priority, which "
+                         "only shows when other jobs compete for the cores); 0: same priority as the bare loop")
     args = ap.parse_args()
+    if args.worker_niceness is not None:
+        import os
+
+        os.environ["RAY_worker_niceness"] = str(args.worker_niceness)
 
     cfg = dcl_config(args.steps, args.batch, args.threads)
     start_ray()
