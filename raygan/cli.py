@@ -42,8 +42,8 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="score a checkpoint (trial or rosinality layout), with each score's provenance")
     e.add_argument("checkpoint", help="a trial folder, checkpoint_* folder, state.pt or rosinality-layout .pt")
-    e.add_argument("--metrics", default="fid,kid,intra_lpips",
-                   help="comma-separated: fid, kid, is, intra_lpips, scs, fd_shapesnet, realism, intra_shapesnet")
+    e.add_argument("--metrics", help="comma-separated: fid, kid, is, intra_lpips, scs, fd_shapesnet, realism, "
+                                     "intra_shapesnet (default fid,kid,intra_lpips); miou for label-to-image")
     e.add_argument("--samples", type=int, default=1000, help="generated images (fixed z, seeded)")
     e.add_argument("--reference", help="folder of real images for fid/kid (default: embedded held-out targets)")
     e.add_argument("--reference-count", type=int, default=2000, help="embedded reference images")
@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="cpu")
     e.add_argument("--out", help="JSON file to write (default: eval_<timestamp>.json next to the checkpoint)")
+    e.add_argument("--config", help="label-to-image checkpoint outside a run folder: the experiment YAML it was "
+                                    "trained with")
 
     rp = sub.add_parser("report", help="an HTML page (and PNGs) of a finished search: RUN_DIR/report/index.html")
     rp.add_argument("run_dir", help="a raygan tune results folder, e.g. raygan_results/dcl")
@@ -153,11 +155,11 @@ def cmd_pretrain(args) -> int:
 def cmd_eval(args) -> int:
     from raygan.eval import EvalOptions, evaluate_checkpoint, format_table, parse_metrics
 
-    opts = EvalOptions(metrics=parse_metrics(args.metrics), samples=args.samples, reference=args.reference,
+    opts = EvalOptions(metrics=parse_metrics(args.metrics) if args.metrics else None, samples=args.samples, reference=args.reference,
                        reference_count=args.reference_count, shots=args.shots, source=args.source,
                        lpips_net=args.lpips_net, scs_edges=args.scs_edges, inception=args.inception,
                        lpips_weights=args.lpips_weights, hed=args.hed, seed=args.seed, device=args.device,
-                       out=args.out)
+                       out=args.out, config=args.config)
     records, out = evaluate_checkpoint(args.checkpoint, opts)
     print(format_table(records))
     print(f"raygan: eval: scores with provenance in {out}")

@@ -4,11 +4,12 @@ Every score is stored with its provenance (network, weights hash, resize, sample
 reference set) in a new ``eval_<timestamp>.json`` (never overwriting a file) and printed as a
 table. Published metrics (fid, kid, is, intra_lpips, scs with HED) need their weights files
 (``raygan.metrics.weights``); the embedded ones (fd_shapesnet, realism, intra_shapesnet) use
-raygan's own ShapesNet and carry its name. Label-to-image checkpoints are refused: their
-trials score themselves with the label-map evaluator.
+raygan's own ShapesNet and carry its name. A label-to-image checkpoint is scored by its
+trial's own evaluation, rebuilt (``raygan.eval_labels``): metric ``miou``.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -23,13 +24,15 @@ from raygan.errors import UserError
 
 PUBLISHED = ("fid", "kid", "is", "intra_lpips", "scs")
 EMBEDDED = ("fd_shapesnet", "realism", "intra_shapesnet")
-METRICS = PUBLISHED + EMBEDDED
+LABEL_TO_IMAGE = ("miou",)  # the family's evaluation: miou_*, and with SegNet miou_rare, fd_segnet
+METRICS = PUBLISHED + EMBEDDED + LABEL_TO_IMAGE
+DEFAULT_METRICS = ("fid", "kid", "intra_lpips")
 EMBEDDED_REFERENCE_SEED = 1  # held_out("target", seed=1): the trials' fd_shapesnet reference
 
 
 @dataclass
 class EvalOptions:
-    metrics: tuple = ("fid", "kid", "intra_lpips")
+    metrics: tuple | None = None        # None: DEFAULT_METRICS, or miou for a label-to-image checkpoint
     samples: int = 1000
     reference: str | None = None        # image folder; None: the embedded held-out targets
     reference_count: int = 2000         # embedded reference images
@@ -44,6 +47,7 @@ class EvalOptions:
     batch: int = 50
     device: str = "cpu"
     out: str | None = None
+    config: str | None = None           # experiment YAML of a label-to-image checkpoint outside a run
 
 
 def parse_metrics(text: str) -> tuple:
@@ -95,26 +99,11 @@ def find_checkpoint(path) -> Path:
     return found
 
 
-def _is_label_to_image(path: Path) -> bool:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # unreadable: load_source's own message says so
-        return False
-    return isinstance(state, dict) and "n_classes" in (state.get("g_config") or {})
-
-
 def load_generator(path: Path):
     """(SourceModel, sha256 of the file) of a StyleGAN2 checkpoint."""
     from raygan.models.checkpoint import load_source
 
-    try:
-        src = load_source(str(path))
-    except UserError:
-        if _is_label_to_image(path):
-            raise UserError(path, "a label-to-image checkpoint: raygan eval scores StyleGAN2 generators "
-                                  "(few-shot trials or rosinality-layout files)") from None
-        raise
-    return src, hashlib.sha256(path.read_bytes()).hexdigest()
+    return load_source(str(path)), hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # ---- images -----------------------------------------------------------------------------------
@@ -365,9 +354,24 @@ def preflight(opts: EvalOptions) -> None:
 
 def evaluate_checkpoint(path, opts: EvalOptions, progress=print) -> tuple[list[dict], Path]:
     """Score a checkpoint; returns the provenance records and the JSON file written."""
-    check_options(opts)
+    from raygan.eval_labels import evaluate_labels, is_label_to_image, load_state
+
     given = Path(path).expanduser()
     ckpt = find_checkpoint(given)
+    state = load_state(ckpt)
+    if is_label_to_image(state):
+        if opts.metrics not in (None, LABEL_TO_IMAGE):
+            raise UserError("--metrics", f"a label-to-image checkpoint is scored with its trial's own evaluation "
+                                         f"(miou); got {', '.join(opts.metrics)}")
+        check_options(dataclasses.replace(opts, metrics=LABEL_TO_IMAGE))
+        out = _output_path(opts, given, ckpt)
+        records = evaluate_labels(given, ckpt, state, opts, progress)
+        return records, _write(out, ckpt, hashlib.sha256(ckpt.read_bytes()).hexdigest(), state["g_config"],
+                               opts.seed, records)
+    opts = dataclasses.replace(opts, metrics=opts.metrics or DEFAULT_METRICS)
+    if "miou" in opts.metrics:
+        raise UserError("--metrics", "miou scores label-to-image checkpoints; this is a StyleGAN2 generator")
+    check_options(opts)
     preflight(opts)
     out = _output_path(opts, given, ckpt)
     src, ckpt_sha = load_generator(ckpt)
@@ -383,13 +387,16 @@ def evaluate_checkpoint(path, opts: EvalOptions, progress=print) -> tuple[list[d
         for score in run.compute(metric):
             records.append(score.record())
         progress(f"raygan: eval: {metric} in {time.time() - t0:.1f}s")
-    report = {"checkpoint": str(ckpt.resolve()), "checkpoint_sha256": ckpt_sha,
-              "generator": {k: v for k, v in src.g_config.items()}, "seed": opts.seed,
-              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "scores": records}
+    return records, _write(out, ckpt, ckpt_sha, src.g_config, opts.seed, records)
+
+
+def _write(out: Path, ckpt: Path, ckpt_sha: str, g_config: dict, seed: int, records: list[dict]) -> Path:
+    report = {"checkpoint": str(ckpt.resolve()), "checkpoint_sha256": ckpt_sha, "generator": dict(g_config),
+              "seed": seed, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "scores": records}
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "x") as f:  # "x": never overwrite
         json.dump(report, f, indent=2, default=str)
-    return records, out
+    return out
 
 
 def format_table(records: list[dict]) -> str:

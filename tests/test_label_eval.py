@@ -142,3 +142,34 @@ def test_experiment_bad_eval_settings(tmp_path, city_val):
     t = typed(_cfg(dataset="packed", root=str(city_val / "val")))
     with pytest.raises(UserError, match="no unpaired part"):
         labelgen.prepare(t, ["semipaired"], "exp.yaml")
+
+
+def test_raygan_eval_rebuilds_a_label_to_image_trial_and_matches_its_score(tmp_path, capsys):
+    import json
+
+    from raygan.cli import main
+    from raygan.orchestrate.local import train_local
+    from raygan.search_space import load_experiment
+
+    pack("scenes", tmp_path / "val", ratio=1.0, n_train=24, size=32, seed=3)
+    seg = save_script(ColourSegmenter(8), tmp_path / "colours.pt")
+    (tmp_path / "exp.yaml").write_text(
+        f"name: tiny\nmethod: {{name: semipaired}}\n"
+        f"data: {{n_train: 40, eval_root: {tmp_path / 'val'}, segmenter: {seg}}}\n"
+        "model: {g_base: 8, d_base: 8, z_dim: 8}\n"
+        "train: {steps: 2, eval_every: 2, eval_samples: 20, batch_size: 2, torch_threads: 1}\n")
+    trained = train_local(load_experiment(tmp_path / "exp.yaml"), tmp_path / "out")
+    checkpoint = tmp_path / "out" / "checkpoint.pt"
+
+    assert main(["eval", str(checkpoint)]) == 2  # outside a run folder it needs the experiment file
+    assert "pass --config" in capsys.readouterr().err
+    assert main(["eval", str(checkpoint), "--metrics", "fid"]) == 2
+    assert "scored with its trial's own evaluation (miou)" in capsys.readouterr().err
+
+    assert main(["eval", str(checkpoint), "--config", str(tmp_path / "exp.yaml"), "--samples", "20"]) == 0
+    out = capsys.readouterr().out
+    written = tmp_path / "out" / out.split("scores with provenance in ")[1].strip()
+    scores = json.loads(written.read_text())["scores"]
+    assert [s["metric"] for s in scores] == ["miou_colours"]
+    assert scores[0]["value"] == pytest.approx(trained["miou_colours"])  # the trial's own number, recomputed
+    assert scores[0]["network"] == "user segmenter colours.pt" and scores[0]["samples"] == 20

@@ -259,11 +259,14 @@ class LabelToImage:
         """Hook for updates that follow G's (ablation B's D_c update)."""
 
     def generate(self, labels_onehot: torch.Tensor) -> torch.Tensor:
-        """Images for label maps, in eval mode (BatchNorm running statistics)."""
+        """Images for label maps, in eval mode (BatchNorm running statistics). z comes from
+        the global RNG, which evaluators seed, not from the training RNG: every evaluation
+        sees the same z, and evaluating does not change what training draws next."""
         was = self.g.training
         self.g.eval()
+        z = torch.randn(len(labels_onehot), self.model.z_dim).to(self.device) if self.model.z_dim else None
         with torch.no_grad():
-            out = self.g(labels_onehot.to(self.device), self.z(len(labels_onehot))).cpu()
+            out = self.g(labels_onehot.to(self.device), z).cpu()
         self.g.train(was)
         return out
 

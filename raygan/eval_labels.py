@@ -1,0 +1,91 @@
+"""`raygan eval` of a label-to-image checkpoint: the trial's own evaluation, rebuilt.
+
+The method is rebuilt from the run's ``experiment.yaml`` and the trial's sampled knobs
+(``params.json``), or from ``--config`` for a checkpoint outside a run folder, and scored by
+its family's evaluator: SegNet's mIoU, rare-class IoU and Fréchet distance on held-out
+scenes, or ``miou_<segmenter>`` on ``data.eval_root`` with ``data.segmenter``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from raygan.errors import UserError
+
+
+def _trial_folder(given: Path, ckpt: Path) -> Path | None:
+    """The Tune trial folder behind a trial folder or one of its checkpoints
+    (``<run>/_train/train_<trial id>/checkpoint_*/state.pt``)."""
+    if (given / "params.json").is_file():
+        return given
+    train = next((p for p in ckpt.parents if p.name.startswith("train_") and p.parent.name == "_train"), None)
+    if train is None:
+        return None
+    found = sorted(train.parent.parent.glob(f"_trial_{train.name[len('train_'):]}_*/params.json"))
+    return found[0].parent if found else None
+
+
+def trial_config(given: Path, ckpt: Path, config: str | None) -> tuple[dict, str]:
+    """(plain trial config, where it came from)."""
+    from raygan.orchestrate.results import EXPERIMENT_COPY
+    from raygan.search_space import load_experiment, resolve
+
+    if config:
+        return load_experiment(config).trial_config, str(config)
+    trial = _trial_folder(given, ckpt)
+    if trial is None or not (trial.parent / EXPERIMENT_COPY).is_file():
+        raise UserError(ckpt, "a label-to-image checkpoint outside a raygan run folder: pass --config with the "
+                              "experiment YAML it was trained with")
+    try:
+        params = json.loads((trial / "params.json").read_text())
+    except (OSError, ValueError):
+        raise UserError(trial / "params.json", "unreadable: expected the trial's sampled knobs (JSON)") from None
+    exp = load_experiment(trial.parent / EXPERIMENT_COPY)
+    return resolve(exp.trial_config, {k: v for k, v in params.items() if k in exp.space}), str(trial)
+
+
+def evaluate_labels(given: Path, ckpt: Path, state: dict, opts, progress=print) -> list[dict]:
+    """Provenance records of the family's metrics for this checkpoint."""
+    from raygan.loop import build_method, prepare
+    from raygan.metrics.label_eval import SceneEvaluator
+    from raygan.metrics.miou import VERSION, _fingerprint
+    from raygan.metrics.published import Score
+    from raygan.search_space import family_of
+
+    cfg, source = trial_config(given, ckpt, opts.config)
+    cfg = json.loads(json.dumps(cfg))
+    cfg["train"]["eval_samples"] = opts.samples
+    cfg["train"]["seed"] = opts.seed
+    prepare(cfg, [cfg["method"]["name"]], source, progress=lambda line: progress(f"raygan: {line}"))
+    t, method, _ = build_method(cfg, opts.device)
+    try:
+        method.load_state_dict(state)
+    except (KeyError, RuntimeError) as e:
+        raise UserError(ckpt, f"does not fit the {cfg['method']['name']} model of {source} "
+                              f"({type(e).__name__}: {str(e).splitlines()[0][:100]})") from None
+    evaluation = family_of(t["method_name"]).make_evaluator(t, method, opts.device)
+    ev = evaluation.evaluator
+    if isinstance(ev, SceneEvaluator):
+        network, sha = f"segnet {VERSION} (raygan's own, trained on real scenes; not a published network)", \
+            _fingerprint(ev.net)
+        reference = f"{len(ev.labels)} held-out scenes (seed {opts.seed}); fd against SegNet reference scenes"
+    else:
+        seg = Path(t["data"].segmenter)
+        network, sha = f"user segmenter {seg.name}", hashlib.sha256(seg.read_bytes()).hexdigest()
+        reference = f"{len(ev.labels)} held-out pairs of {Path(t['data'].eval_root).resolve()}"
+    return [Score(name, float(value), network, sha, "none", len(ev.labels), reference).record()
+            for name, value in evaluation.metrics(method).items()]
+
+
+def is_label_to_image(state) -> bool:
+    return isinstance(state, dict) and "n_classes" in (state.get("g_config") or {})
+
+
+def load_state(path: Path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # unreadable: the StyleGAN2 loader's own message says why
+        return None
