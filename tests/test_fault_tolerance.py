@@ -68,8 +68,11 @@ scaling: {cpus_per_worker: 0.5}
 
 @pytest.fixture(scope="module")
 def ray_local():
-    saved = {k: os.environ.get(k) for k in ("RAY_ADDRESS", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S")}
+    from raygan.orchestrate.train import TRACE_ENV
+
+    saved = {k: os.environ.get(k) for k in ("RAY_ADDRESS", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", TRACE_ENV)}
     os.environ.pop("RAY_ADDRESS", None)
+    os.environ[TRACE_ENV] = "1"  # set before ray.init: Tune's trial processes inherit it
     # The Train controller polls its workers every 0.2 s (default 2 s): reports reach it
     # long before the injected crash, and the end of a run is noticed sooner.
     os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = "0.2"
@@ -102,7 +105,7 @@ def _attempts(events):
 @pytest.mark.timeout(300)
 def test_killed_worker_resumes_from_its_last_checkpoint(ray_local, tmp_path, monkeypatch):
     from raygan.loop import prepare
-    from raygan.orchestrate.train import KILL_ENV, STATE_FILE, TRACE_ENV, fit_trial
+    from raygan.orchestrate.train import KILL_ENV, STATE_FILE, fit_trial
     from raygan.search_space import load_experiment
 
     space = tmp_path / "ft.yaml"
@@ -110,7 +113,6 @@ def test_killed_worker_resumes_from_its_last_checkpoint(ray_local, tmp_path, mon
     exp = load_experiment(space)
     assert exp.scaling.max_failures == 2  # the default
     prepare(exp.trial_config, ["dcl"], exp.path)
-    monkeypatch.setenv(TRACE_ENV, "1")
     monkeypatch.setenv(KILL_ENV, "4")  # the worker dies (SIGKILL) as it is about to report step 4
     log = tmp_path / "log"
     result = fit_trial(exp.trial_config, exp.scaling, name="ft", storage=str(tmp_path / "train"), log_dir=str(log))
@@ -125,3 +127,46 @@ def test_killed_worker_resumes_from_its_last_checkpoint(ray_local, tmp_path, mon
     assert [e["step"] for e in second if e["event"] == "report"] == [4, 6]
     # two gradient syncs (D, G) per step: 4 steps before the kill, then steps 3..6 again, not 1..6
     assert [sum(e["event"] == "sync" for e in a) for a in (first, second)] == [8, 8]
+
+
+DIVERGES = """
+name: diverges
+method: {name: dcl}
+train:
+  steps: 4
+  batch_size: 2
+  eval_every: 2
+  eval_samples: 20
+  torch_threads: 1
+  r1: {grid: [1.0, 1.0e+38]}   # an R1 weight of 1e38 makes D's parameters NaN in the first step
+search: {num_samples: 1, max_concurrent: 2}
+scaling: {cpus_per_worker: 0.5}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_diverged_trial_stops_with_its_reason_and_the_search_goes_on(ray_local, tmp_path, monkeypatch, capsys):
+    import csv
+    import re
+
+    from raygan.cli import main
+    from raygan.orchestrate.train import STOP_FILE
+
+    space = tmp_path / "diverges.yaml"
+    space.write_text(textwrap.dedent(DIVERGES))
+    assert main(["tune", str(space), "--output", str(tmp_path / "out")]) == 0  # one trial succeeded
+    printed = capsys.readouterr().out
+    exp_dir = tmp_path / "out" / "diverges"
+    ok, stopped = list(csv.DictReader(open(exp_dir / "results.csv")))  # finished trials rank first
+    assert ok["status"] == "ok" and float(ok["train.r1"]) == 1.0 and int(ok["step"]) == 4
+    assert float(stopped["train.r1"]) == 1e38
+    assert re.fullmatch(r"stopped: loss/\w+(, loss/\w+)* became non-finite at step 1", stopped["status"])
+    assert stopped["status"] in printed and "Traceback" not in printed
+    # not retried: the diverged trial's worker started once, trained one step, and left its reason
+    folders = {d.name: d for d in exp_dir.glob("_trial_*")}
+    (diverged,) = [d for d in folders.values() if (d / STOP_FILE).exists()]
+    assert (diverged / STOP_FILE).read_text() == stopped["status"].removeprefix("stopped: ")
+    events = _trace(diverged)
+    assert [e["event"] for e in events].count("start") == 1
+    assert sum(e["event"] == "sync" for e in events) == 2  # the D and G updates of step 1
