@@ -68,7 +68,7 @@ scaling: {cpus_per_worker: 0.5}
 
 @pytest.fixture(scope="module")
 def ray_local():
-    from raygan.orchestrate.train import TRACE_ENV
+    from raygan.orchestrate.diagnostics import TRACE_ENV
 
     saved = {k: os.environ.get(k) for k in ("RAY_ADDRESS", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", TRACE_ENV)}
     os.environ.pop("RAY_ADDRESS", None)
@@ -105,7 +105,8 @@ def _attempts(events):
 @pytest.mark.timeout(300)
 def test_killed_worker_resumes_from_its_last_checkpoint(ray_local, tmp_path, monkeypatch):
     from raygan.loop import prepare
-    from raygan.orchestrate.train import KILL_ENV, STATE_FILE, fit_trial
+    from raygan.orchestrate.diagnostics import KILL_ENV
+    from raygan.orchestrate.train import STATE_FILE, fit_trial
     from raygan.search_space import load_experiment
 
     space = tmp_path / "ft.yaml"

@@ -16,7 +16,7 @@ ray = pytest.importorskip("ray")
 def cluster():
     from ray.cluster_utils import Cluster
 
-    from raygan.orchestrate.train import TRACE_ENV
+    from raygan.orchestrate.diagnostics import TRACE_ENV
 
     env = {"RAY_ADDRESS": None, TRACE_ENV: "1", "RAY_TRAIN_V2_ENABLED": "1",
            # the end of a run is noticed sooner; a worker group slow to start on a busy machine is no failure

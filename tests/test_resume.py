@@ -71,7 +71,7 @@ def _kill_leftovers(ray_tmp: str) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_killed_tune_driver_resumes_without_rerunning_finished_trials(tmp_path, capsys):
-    from raygan.orchestrate.train import TRACE_ENV
+    from raygan.orchestrate.diagnostics import TRACE_ENV
 
     space = tmp_path / "resumed.yaml"
     space.write_text(textwrap.dedent(SPACE))

@@ -8,19 +8,17 @@ group finds it and does not train again, and the driver raises NonFiniteLoss.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
 import tempfile
 from pathlib import Path
 
+from raygan.orchestrate.diagnostics import KILL_ENV, TRACE_ENV, WorkerTrace
+
 STATE_FILE = "state.pt"
 METRICS_FILE = "metrics.json"  # beside the state: what a finished run reports again when resumed
 STOP_FILE = "stopped.txt"
-# Diagnostics, read in the driver (the multi-node and fault-tolerance tests use them):
-TRACE_ENV = "RAYGAN_WORKER_TRACE"  # "1": every rank logs what it did to <log dir>/worker_trace/rank<r>.jsonl
-KILL_ENV = "RAYGAN_KILL_WORKER_AT_STEP"  # N: rank 0's process SIGKILLs itself once, when step N is to be reported
 
 
 def all_reduce_mean(params) -> None:
@@ -29,56 +27,16 @@ def all_reduce_mean(params) -> None:
     import torch
     import torch.distributed as dist
 
-    world = dist.get_world_size()
+    params = list(params)
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-        dist.all_reduce(p.grad)
-        p.grad.div_(world)
-
-
-def fingerprint(tensors) -> str:
-    """A short hash of the tensors' values (None counts as a value)."""
-    h = hashlib.sha256()
-    for t in tensors:
-        h.update(b"-" if t is None else t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-class WorkerTrace:
-    """One rank's record as JSON lines: where it ran and which step it resumed from,
-    fingerprints of the parameters and gradients at every gradient synchronisation,
-    the ids of the unpaired rows it consumed, the steps it reported."""
-
-    def __init__(self, folder: str, rank: int, **start):
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        self.file = open(Path(folder) / f"rank{rank}.jsonl", "a", buffering=1)
-        self.log(event="start", rank=rank, pid=os.getpid(), **start)
-
-    def log(self, **event) -> None:
-        self.file.write(json.dumps(event) + "\n")
-
-    def sync(self, grad_sync):
-        def traced(params):
-            params = list(params)
-            local = fingerprint(p.grad for p in params)
-            grad_sync(params)
-            self.log(event="sync", params=fingerprint(params), local_grads=local,
-                     grads=fingerprint(p.grad for p in params))
-        return traced
-
-    def shards(self, get_shard):
-        trace = self
-
-        class TracedShard:
-            def __init__(self, name):
-                self.name, self.shard = name, get_shard(name)
-
-            def iter_batches(self, **kwargs):
-                for batch in self.shard.iter_batches(**kwargs):
-                    trace.log(event="rows", dataset=self.name, index=[int(i) for i in batch["index"]])
-                    yield batch
-        return TracedShard
+    # One collective over all gradients, not one per tensor (dozens of small messages).
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    dist.all_reduce(flat)
+    flat.div_(dist.get_world_size())
+    for p, g in zip(params, flat.split([p.numel() for p in params])):
+        p.grad.copy_(g.view_as(p.grad))
 
 
 def _write_atomic(path: Path, text: str) -> None:
