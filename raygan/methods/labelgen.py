@@ -12,6 +12,7 @@ One ``step`` updates the discriminators on ``d_terms`` and then G on
 """
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 from typing import Callable
 
@@ -157,7 +158,7 @@ def vgg_loss(train: TrainConfig, device="cpu"):
 
 # -- the harness --------------------------------------------------------------------------------
 
-class LabelToImage:
+class LabelToImage(abc.ABC):
     """Builds what a method needs and runs one step (plain PyTorch).
 
     Class attributes say what a method uses: ``paired`` (P and D_c),
@@ -215,11 +216,13 @@ class LabelToImage:
         return torch.randn(batch, self.model.z_dim, generator=self.torch_rng).to(self.device)
 
     # -- what a method adds ------------------------------------------------------------------------
+    @abc.abstractmethod
     def d_terms(self, batch: dict, fakes: dict) -> tuple[torch.Tensor, dict]:
-        raise NotImplementedError
+        """The discriminators' loss on a batch and G's images for it, and its logged terms."""
 
+    @abc.abstractmethod
     def g_terms(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        raise NotImplementedError
+        """G's loss on a batch, and its logged terms."""
 
     def fakes(self, batch: dict) -> dict:
         """G's images for the batch's label maps, for the D update (no gradient to G)."""

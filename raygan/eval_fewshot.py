@@ -1,0 +1,216 @@
+"""`raygan eval` of a StyleGAN2 generator: the images, and each metric with its provenance.
+
+``Run`` generates once (fixed z, seeded noise) and computes the requested metrics on those
+images, sharing what several need (Inception outputs, ShapesNet, the shots)."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from raygan.errors import UserError
+
+EMBEDDED_REFERENCE_SEED = 1  # held_out("target", seed=1): the trials' fd_shapesnet reference
+
+
+# ---- images -----------------------------------------------------------------------------------
+
+@torch.no_grad()
+def generate(g, z: torch.Tensor, seed: int, batch: int, device) -> torch.Tensor:
+    """G(z) in [-1, 1] on the CPU; batch i's noise maps come from seed*100_003 + i, so that two
+    generators of one architecture get the same noise for the same z (SCS pairs)."""
+    g = g.to(device).eval()
+    out = []
+    with torch.random.fork_rng(devices=[]):
+        for i, b in enumerate(z.split(batch)):
+            torch.manual_seed(seed * 100_003 + i)
+            out.append(g([b.to(device)])[0].clamp(-1, 1).cpu())
+    return torch.cat(out)
+
+
+def _folder_images(folder, size: int) -> torch.Tensor:
+    from raygan.metrics.published import image_files, read_images_u8
+
+    u8 = read_images_u8(image_files(folder), size)
+    return torch.from_numpy(u8).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def _state_hash(net: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in net.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+# ---- the metrics ------------------------------------------------------------------------------
+
+class Run:
+    """What one evaluation computes once and shares between metrics; ``opts`` is
+    raygan.eval.EvalOptions."""
+
+    def __init__(self, opts, src, images: torch.Tensor, z: torch.Tensor):
+        self.opts, self.src, self.images, self.z = opts, src, images, z
+        self.size = src.size
+        self._inception = self._shapesnet = None
+
+    # -- Inception metrics
+    def inception(self):
+        if self._inception is None:
+            from raygan.metrics import weights
+            from raygan.metrics.inception import load_fid_inception
+            from raygan.metrics.published import inception_outputs, to_uint8
+
+            w = weights.resolve("inception", self.opts.inception)
+            net = load_fid_inception(w, self.opts.device)
+            pool, logits = inception_outputs(to_uint8(self.images), net, self.opts.batch)
+            self._inception = (w, net, pool, logits)
+        return self._inception
+
+    def network_name(self, w) -> str:
+        from raygan.metrics.published import INCEPTION_NAME
+
+        return INCEPTION_NAME if w.verified else f"inception-v3-fid layout, UNVERIFIED weights {w.path.name}"
+
+    def reference_features(self) -> tuple[np.ndarray, str]:
+        from raygan.metrics.features import default_cache_dir
+        from raygan.metrics.published import (cached_features, folder_identity, image_files, inception_outputs,
+                                              read_images_u8, reference_cache_path, to_uint8)
+
+        w, net = self.inception()[:2]
+        if self.opts.reference:
+            files = image_files(self.opts.reference)
+            ident = f"folder {Path(self.opts.reference).resolve()} #{folder_identity(Path(self.opts.reference), files)}"
+            compute = lambda: np.concatenate([inception_outputs(read_images_u8(files[i:i + 500]), net,  # noqa: E731
+                                                                self.opts.batch)[0]
+                                              for i in range(0, len(files), 500)])
+            n = len(files)
+        else:
+            from raygan.data.synthetic import held_out
+
+            n = self.opts.reference_count
+            ident = f"embedded held-out target sketches, {self.size}px, seed {EMBEDDED_REFERENCE_SEED}"
+            compute = lambda: inception_outputs(  # noqa: E731
+                to_uint8(held_out("target", n, size=self.size, seed=EMBEDDED_REFERENCE_SEED)), net, self.opts.batch)[0]
+        feats = cached_features(reference_cache_path(default_cache_dir(), ident, w.sha256, n), compute)
+        return feats, f"{ident} ({n} images)"
+
+    def fid(self):
+        from raygan.metrics.published import RESIZE, Score, fid_from_features
+
+        w, _, pool, _ = self.inception()
+        ref, ref_name = self.reference_features()
+        return [Score("fid", fid_from_features(pool, ref), self.network_name(w), w.sha256, RESIZE, len(pool), ref_name)]
+
+    def kid(self):
+        from raygan.metrics.published import KID_SUBSET_SIZE, KID_SUBSETS, RESIZE, Score, kid
+
+        w, _, pool, _ = self.inception()
+        ref, ref_name = self.reference_features()
+        mean, std = kid(pool, ref, seed=self.opts.seed)
+        size = min(KID_SUBSET_SIZE, len(pool), len(ref))
+        return [Score("kid", mean, self.network_name(w), w.sha256, RESIZE, len(pool), ref_name, std=std,
+                      extra={"subsets": KID_SUBSETS, "subset_size": size, "kernel": "(x.y/d + 1)^3"})]
+
+    def is_(self):
+        from raygan.metrics.published import IS_SPLITS, RESIZE, Score, inception_score
+
+        w, _, _, logits = self.inception()
+        mean, std = inception_score(logits, IS_SPLITS)
+        return [Score("is", mean, self.network_name(w), w.sha256, RESIZE, len(logits), "none (1008-way softmax)",
+                      std=std, extra={"splits": IS_SPLITS})]
+
+    # -- LPIPS diversity
+    def shots(self) -> tuple[torch.Tensor, str]:
+        if self.opts.shots:
+            shots = _folder_images(self.opts.shots, self.size)
+            return shots, f"{len(shots)} shots from {Path(self.opts.shots).resolve()}"
+        from raygan.data.synthetic import few_shot_target
+
+        return few_shot_target(size=self.size, n_shots=10, seed=0), "embedded 10 target shots (seed 0)"
+
+    def intra_lpips(self):
+        import pickle
+        from importlib.metadata import version
+
+        from raygan.metrics import weights
+        from raygan.metrics.diversity import LPIPS_MIN_SIZE, intra_cluster_diversity, lpips_distance
+        from raygan.metrics.published import Score
+
+        backbone = self.opts.lpips_net
+        w = weights.resolve({"vgg": "vgg16", "alex": "alexnet"}[backbone], self.opts.lpips_weights)
+        try:
+            dist = lpips_distance(backbone, self.opts.device, path=w.path)
+        except (RuntimeError, KeyError, ValueError, EOFError, OSError, pickle.UnpicklingError) as e:
+            first = str(e).strip().splitlines()[0][:100] if str(e).strip() else ""
+            raise UserError(w.path, f"not {w.known.what}'s state dict ({type(e).__name__}: {first})") from None
+        shots, shots_name = self.shots()
+        value = intra_cluster_diversity(self.images, shots, dist, seed=self.opts.seed)
+        resize = f"bilinear to {LPIPS_MIN_SIZE} px" if self.size < LPIPS_MIN_SIZE else "none"
+        verified = "" if w.verified else ", UNVERIFIED backbone"
+        return [Score(f"intra_lpips_{backbone}", value, f"lpips {version('lpips')} {backbone} v0.1{verified}",
+                      w.sha256, resize, len(self.images), f"nearest of {shots_name}; <= 50 per cluster")]
+
+    # -- SCS
+    def scs(self):
+        from raygan.metrics import weights
+        from raygan.metrics.published import Score
+        from raygan.metrics.scs import make_edge_detector, scs
+        from raygan.models.checkpoint import load_source
+
+        kind = self.opts.scs_edges
+        w = weights.resolve("hed", self.opts.hed) if kind == "hed" else None
+        name, edges = make_edge_detector(kind, str(w.path) if w else "")
+        source = load_source(self.opts.source)
+        if source.size != self.size or source.g_config.get("style_dim") != self.src.g_config.get("style_dim"):
+            raise UserError(self.opts.source, f"the source generator ({source.size}px) does not match the "
+                                              f"checkpoint ({self.size}px): pass --source")
+        g_s = generate(source.generator(), self.z, self.opts.seed, self.opts.batch, self.opts.device)
+        value = scs(self.images, g_s, edges)
+        network = "hed (sniklaus/pytorch-hed bsds500)" if w else f"{kind} (not HED)"
+        return [Score(name, value, network, w.sha256 if w else "", "none", len(self.images),
+                      f"G_s(z), same z and noise, source {self.opts.source}")]
+
+    # -- embedded metrics
+    def shapesnet(self):
+        if self._shapesnet is None:
+            from raygan.metrics.features import load_shapesnet
+
+            net = load_shapesnet(self.size, device=self.opts.device)
+            self._shapesnet = (net, _state_hash(net))
+        return self._shapesnet
+
+    def _embedded(self, metric, value, reference):
+        from raygan.metrics.features import VERSION
+        from raygan.metrics.published import Score
+
+        return [Score(metric, value, f"shapesnet {VERSION} (raygan's own, not a published network)",
+                      self.shapesnet()[1], "none", len(self.images), reference)]
+
+    def fd_shapesnet(self):
+        from raygan.metrics.evaluate import N_REFERENCE, reference_stats
+        from raygan.metrics.features import extract_features
+        from raygan.metrics.fid import feature_stats, frechet_distance
+
+        net = self.shapesnet()[0]
+        mu, sigma = feature_stats(extract_features(self.images, net).numpy())
+        value = frechet_distance(mu, sigma, *reference_stats(net, self.size))
+        return self._embedded("fd_shapesnet", value, f"embedded held-out target sketches ({N_REFERENCE}, seed 1)")
+
+    def realism(self):
+        from raygan.metrics.realism import realism
+
+        return self._embedded("realism", realism(self.images, self.shapesnet()[0]), "domain head (DCL Eq. 3)")
+
+    def intra_shapesnet(self):
+        from raygan.metrics.diversity import intra_cluster_diversity, shapesnet_distance
+
+        shots, shots_name = self.shots()
+        value = intra_cluster_diversity(self.images, shots, shapesnet_distance(self.shapesnet()[0]),
+                                        seed=self.opts.seed)
+        return self._embedded("intra_shapesnet", value, f"nearest of {shots_name}; <= 50 per cluster")
+
+    def compute(self, metric: str):
+        return getattr(self, "is_" if metric == "is" else metric)()
