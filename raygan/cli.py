@@ -117,14 +117,14 @@ def cmd_train(args) -> int:
     if exp.space:
         print(f"raygan: searched knobs take their defaults: {', '.join(exp.space)}")
     out = Path(exp.output.dir).expanduser().resolve() / exp.name
-    if args.local:
-        from raygan.orchestrate.local import train_local
+    from raygan.loop import NonFiniteLoss
+    from raygan.orchestrate.local import train_local, train_on_ray
 
-        train_local(exp, out)
-    else:
-        from raygan.orchestrate.local import train_on_ray
-
-        train_on_ray(exp, out)
+    try:
+        (train_local if args.local else train_on_ray)(exp, out)
+    except NonFiniteLoss as e:  # the run's outcome, not a crash: one line, and what was written stays
+        print(f"raygan: stopped: {e} (last checkpoint and logs in {out})", file=sys.stderr)
+        return 1
     print(f"raygan: tensorboard --logdir {out}")
     return 0
 

@@ -33,3 +33,15 @@ def test_train_local_writes_checkpoint_grid_and_events(tmp_path, capsys):
     # a second run refuses to overwrite
     assert main(["train", str(cfg), "--local", "--output", str(out)]) == 2
     assert "already holds results" in capsys.readouterr().err
+
+
+def test_a_diverged_local_run_stops_with_one_line(tmp_path, capsys):
+    from raygan.cli import main
+
+    (tmp_path / "nan.yaml").write_text(
+        "name: nan\nmethod: {name: tgan}\n"
+        "train: {steps: 4, batch_size: 2, eval_every: 2, eval_samples: 20, r1: 1.0e+38}\n"
+        f"output: {{dir: {tmp_path / 'out'}}}\n")
+    assert main(["train", "--local", str(tmp_path / "nan.yaml")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("raygan: stopped: ") and "non-finite at step" in err[0]
