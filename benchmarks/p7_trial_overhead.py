@@ -27,7 +27,7 @@ def main():
     import torch
 
     from raygan.loop import Hooks, run
-    from raygan.orchestrate.tune import run_search
+    from raygan.orchestrate.tune import run_search, set_ray_env
     from raygan.search_space import load_experiment
 
     tmp = Path(tempfile.mkdtemp())
@@ -47,6 +47,7 @@ def main():
         bare.append(time.perf_counter() - t0)
 
     t0 = time.perf_counter()
+    set_ray_env()  # what raygan tune sets before it starts Ray (the env var set by hand wins)
     ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1", configure_logging=False)
     t_init = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -45,10 +45,11 @@ def train_on_ray(exp: Experiment, out: Path):
     import ray
 
     from raygan.orchestrate.train import fit_trial
-    from raygan.orchestrate.tune import prepare_shared_assets
+    from raygan.orchestrate.tune import prepare_shared_assets, set_ray_env
 
     prepare_shared_assets(exp)
     _fresh_dir(exp, out)
+    set_ray_env()
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False)
     result = fit_trial(exp.trial_config, exp.scaling, name="train", storage=str(out), log_dir=str(out))
