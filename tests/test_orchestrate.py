@@ -1,4 +1,5 @@
 """The experiment's search settings become the right Tune/Optuna objects."""
+import os
 import textwrap
 
 import optuna
@@ -94,3 +95,14 @@ def test_grid_space_uses_the_variant_generator():
     exp = load_experiment(REPO / "search_spaces" / "compare_fewshot.yaml")
     assert isinstance(_searcher(exp), BasicVariantGenerator)
     assert exp.methods == ["tgan", "freezed", "ewc", "cdc", "dcl", "rssa"]
+
+
+def test_ray_env_defaults_poll_train_workers_often_but_the_users_value_wins(monkeypatch):
+    from raygan.orchestrate.tune import set_ray_env
+
+    monkeypatch.delenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", raising=False)
+    set_ray_env()
+    assert os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == "0.25"
+    monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "3")
+    set_ray_env()
+    assert os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == "3"
