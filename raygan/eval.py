@@ -78,9 +78,9 @@ def _trial_id(folder: Path) -> str | None:
 
 def find_checkpoint(path) -> Path:
     """The checkpoint file a path names: a .pt file; a folder holding state.pt or checkpoint.pt
-    (``raygan train --local``); the latest checkpoint_*/state.pt of a Ray Train run folder (or
-    its ``train/``); or a Tune trial folder, whose checkpoints live in the experiment's
-    ``_train/train_<trial id>/``."""
+    (``raygan train --local``); the latest checkpoint_*/state.pt of a Tune trial folder (one
+    worker), of a Ray Train run folder (or its ``train/``), or, for a trial with several
+    workers, of its Train run in the experiment's ``_train/train_<trial id>/``."""
     p = Path(path).expanduser()
     if p.is_file():
         return p

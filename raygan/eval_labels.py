@@ -18,9 +18,11 @@ from raygan.errors import UserError
 
 def _trial_folder(given: Path, ckpt: Path) -> Path | None:
     """The Tune trial folder behind a trial folder or one of its checkpoints
-    (``<run>/_train/train_<trial id>/checkpoint_*/state.pt``)."""
-    if (given / "params.json").is_file():
-        return given
+    (``<trial>/checkpoint_*/state.pt``, or ``<run>/_train/train_<trial id>/checkpoint_*/state.pt``
+    for a trial with several workers)."""
+    for folder in (given, *ckpt.parents[:2]):
+        if (folder / "params.json").is_file():
+            return folder
     train = next((p for p in ckpt.parents if p.name.startswith("train_") and p.parent.name == "_train"), None)
     if train is None:
         return None

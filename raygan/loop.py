@@ -63,7 +63,9 @@ def run(cfg: dict, hooks: Hooks) -> dict:
         evaluator = family_of(t["method_name"]).make_evaluator(t, method, hooks.device)
         if hooks.log_dir:
             from tensorboardX import SummaryWriter
-            writer = SummaryWriter(hooks.log_dir)
+            # Own suffix: Tune's logger writes events.out.tfevents.<second>.<host> in a trial
+            # folder too, and two writers that start in the same second would share one file.
+            writer = SummaryWriter(hooks.log_dir, filename_suffix=".raygan")
     metrics, logs, t0 = {}, {}, time.perf_counter()
     while method.step_count < train.steps:
         logs = method.step()

@@ -1,5 +1,5 @@
-"""Fault tolerance: checkpoints are atomic, a killed Train worker resumes from its last
-checkpoint, a diverged trial stops with its reason while the search goes on."""
+"""Fault tolerance: checkpoints are atomic, a killed Train worker or trial process resumes
+from its last checkpoint, a diverged trial stops with its reason while the search goes on."""
 import json
 import os
 import random
@@ -68,11 +68,14 @@ scaling: {cpus_per_worker: 0.5}
 
 @pytest.fixture(scope="module")
 def ray_local():
-    from raygan.orchestrate.diagnostics import TRACE_ENV
+    from raygan.orchestrate.diagnostics import KILL_ENV, TRACE_ENV
 
-    saved = {k: os.environ.get(k) for k in ("RAY_ADDRESS", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", TRACE_ENV)}
+    saved = {k: os.environ.get(k) for k in ("RAY_ADDRESS", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", TRACE_ENV, KILL_ENV)}
     os.environ.pop("RAY_ADDRESS", None)
-    os.environ[TRACE_ENV] = "1"  # set before ray.init: Tune's trial processes inherit it
+    # Set before ray.init: Tune's trial processes inherit them. Every run traces what its
+    # ranks do, and every run's rank 0 dies (SIGKILL) once, as it is about to report step 4.
+    os.environ[TRACE_ENV] = "1"
+    os.environ[KILL_ENV] = "4"
     # The Train controller polls its workers every 0.2 s (default 2 s): reports reach it
     # long before the injected crash, and the end of a run is noticed sooner.
     os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = "0.2"
@@ -114,7 +117,7 @@ def test_killed_worker_resumes_from_its_last_checkpoint(ray_local, tmp_path, mon
     exp = load_experiment(space)
     assert exp.scaling.max_failures == 2  # the default
     prepare(exp.trial_config, ["dcl"], exp.path)
-    monkeypatch.setenv(KILL_ENV, "4")  # the worker dies (SIGKILL) as it is about to report step 4
+    assert os.environ[KILL_ENV] == "4"  # the worker dies (SIGKILL) as it is about to report step 4
     log = tmp_path / "log"
     result = fit_trial(exp.trial_config, exp.scaling, name="ft", storage=str(tmp_path / "train"), log_dir=str(log))
 
@@ -147,7 +150,7 @@ scaling: {cpus_per_worker: 0.5}
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_a_diverged_trial_stops_with_its_reason_and_the_search_goes_on(ray_local, tmp_path, monkeypatch, capsys):
+def test_a_diverged_trial_stops_with_its_reason_and_a_killed_one_resumes(ray_local, tmp_path, monkeypatch, capsys):
     import csv
     import re
 
@@ -171,3 +174,10 @@ def test_a_diverged_trial_stops_with_its_reason_and_the_search_goes_on(ray_local
     events = _trace(diverged)
     assert [e["event"] for e in events].count("start") == 1
     assert sum(e["event"] == "sync" for e in events) == 2  # the D and G updates of step 1
+    # the other trial trains in its own Tune process (one worker, no Ray Train), which died
+    # as it was about to report step 4: Tune restarted it from its checkpoint of step 2
+    (finished,) = [d for d in folders.values() if d != diverged]
+    first, second = _attempts(_trace(finished))
+    assert first[0]["restored_step"] is None and second[0]["restored_step"] == 2
+    assert [e["step"] for e in first if e["event"] == "report"] == [2]
+    assert [e["step"] for e in second if e["event"] == "report"] == [4]

@@ -8,7 +8,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from raygan.orchestrate.results import ranked_rows
 from raygan.errors import UserError
-from raygan.orchestrate.tune import _scheduler, _searcher, fit_concurrency
+from raygan.orchestrate.tune import _scheduler, _searcher, fit_concurrency, trial_resources
 from raygan.search_space import load_experiment
 
 
@@ -33,11 +33,14 @@ def test_tpe_and_random_samplers_and_concurrency(tmp_path):
 
 def test_concurrency_fits_the_cluster(tmp_path, capsys):
     exp = exp_from(tmp_path, "{max_concurrent: 4}")
-    exp.scaling.cpus_per_worker = 1.0
-    assert fit_concurrency(exp, 2.0) == 1  # 2 x (1 + 0.01) > 2: the second would fail, not queue
+    exp.scaling.cpus_per_worker = 1.0  # one worker: the trial's own process trains and holds the CPU
+    assert fit_concurrency(exp, 2.0) == 2 and fit_concurrency(exp, 16.0) == 4
+    assert trial_resources(exp.scaling) == {"cpu": 1.0, "gpu": 0}
+    exp.scaling.num_workers, exp.scaling.cpus_per_worker = 2, 0.5  # Ray Train: its workers + the trial's 0.01
+    assert trial_resources(exp.scaling) == {"cpu": 0.01}
+    assert fit_concurrency(exp, 2.0) == 1  # 2 x (2 x 0.5 + 0.01) > 2: the second would fail, not queue
     assert "1 trial(s) at a time fit 2 CPUs" in capsys.readouterr().out
     exp.scaling.cpus_per_worker = 0.9
-    assert fit_concurrency(exp, 2.0) == 2 and fit_concurrency(exp, 16.0) == 4
     exp.scaling.num_workers = 3
     with pytest.raises(UserError, match="one trial needs 2.71 CPUs"):
         fit_concurrency(exp, 2.0)

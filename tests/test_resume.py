@@ -26,14 +26,18 @@ scaling: {cpus_per_worker: 0.5}
 """
 
 
-def _statuses(exp_dir) -> dict:
-    """trial id -> status, as the last saved experiment state has them."""
+def _trial_states(exp_dir) -> list:
+    """(trial json, run metadata json) of every trial, as the last saved experiment state has them."""
     files = sorted(exp_dir.glob("experiment_state-*.json"))
     try:
-        trials = json.loads(files[-1].read_text())["trial_data"] if files else []
+        return json.loads(files[-1].read_text())["trial_data"] if files else []
     except ValueError:  # caught while being written
-        return {}
-    return {t["trial_id"]: t["status"] for t in (json.loads(entry[0]) for entry in trials)}
+        return []
+
+
+def _statuses(exp_dir) -> dict:
+    """trial id -> status."""
+    return {t["trial_id"]: t["status"] for t in (json.loads(entry[0]) for entry in _trial_states(exp_dir))}
 
 
 def _trial_dir(exp_dir, trial_id):
@@ -41,13 +45,16 @@ def _trial_dir(exp_dir, trial_id):
     return d
 
 
-def _checkpoints(exp_dir, trial_id) -> int:
-    """Checkpoints the trial's Train run has registered (what a restarted run resumes from)."""
-    snapshot = exp_dir / "_train" / f"train_{trial_id}" / "checkpoint_manager_snapshot.json"
-    try:
-        return len(json.loads(snapshot.read_text())["checkpoint_results"])
-    except (OSError, ValueError, KeyError):
-        return 0
+def _has_checkpoint(exp_dir, trial_id) -> bool:
+    """Whether the saved state knows a checkpoint of the trial (what a resumed trial restarts from).
+    One-worker trials train in their own Tune process and checkpoint to Tune."""
+    from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+    for trial, metadata in _trial_states(exp_dir):
+        if json.loads(trial)["trial_id"] == trial_id:
+            manager = _TrainingRunMetadata.from_json_state(metadata).checkpoint_manager
+            return manager is not None and manager.latest_checkpoint_result is not None
+    return False
 
 
 def _trace(trial_dir):
@@ -98,7 +105,7 @@ def test_killed_tune_driver_resumes_without_rerunning_finished_trials(tmp_path, 
             states = _statuses(exp_dir)
             done = [t for t, s in states.items() if s == "TERMINATED"]
             running = [t for t, s in states.items() if s == "RUNNING"]
-            if done and running and _checkpoints(exp_dir, running[0]):
+            if done and running and _has_checkpoint(exp_dir, running[0]):
                 break
             time.sleep(0.2)
         os.killpg(driver.pid, signal.SIGKILL)

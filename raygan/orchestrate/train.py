@@ -1,4 +1,5 @@
-"""Ray Train wrapper: the plain loop inside TorchTrainer workers (gloo on CPU, nccl on GPU).
+"""Ray Train wrapper: the plain loop inside TorchTrainer workers (gloo on CPU, nccl on GPU),
+or, for a one-worker Tune trial, inside the trial's own process (train_in_trial).
 
 Failures: a worker that crashes (or a lost node) restarts the worker group, up to
 ``scaling.max_failures`` times, each time from the last reported checkpoint. A
@@ -46,25 +47,38 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def train_loop_per_worker(config: dict) -> None:
+    """A Ray Train worker: one rank of the run."""
     import ray.train
+    import torch
+
+    runtime = config["_runtime"]
+    ctx = ray.train.get_context()
+    device = ray.train.torch.get_device() if runtime["use_gpu"] else torch.device("cpu")
+    run_worker(config, ray.train, ctx.get_world_rank(), ctx.get_world_size(), device,
+               ray.train.get_dataset_shard if runtime["streams"] else None)
+
+
+def run_worker(config: dict, session, rank: int, world: int, device, dataset_shard) -> None:
+    """The loop with checkpoints, restarts and a stop on divergence. ``session`` is
+    ``ray.train`` in a Train worker or ``ray.tune`` in a trial that trains in its own
+    process: both give get_checkpoint, report(metrics, checkpoint=) and Checkpoint."""
+    import ray
     import torch
 
     from raygan.loop import Hooks, NonFiniteLoss, run
     from raygan.methods.fewshot import no_sync
     from raygan.models.checkpoint import save_atomic
 
+    config = dict(config)
     runtime = config.pop("_runtime")
     torch.set_num_threads(runtime["torch_threads"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device() if runtime["use_gpu"] else torch.device("cpu")
     stop_file = Path(runtime["stop_file"])
     progress = lambda line: print(f"[{runtime['label']}] {line}", flush=True)  # noqa: E731
     if stop_file.exists():  # the group restarted after another rank's loss diverged
         return
 
     restore = finished = None
-    checkpoint = ray.train.get_checkpoint()
+    checkpoint = session.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             restore = torch.load(Path(d) / STATE_FILE, map_location=device, weights_only=True)
@@ -73,7 +87,6 @@ def train_loop_per_worker(config: dict) -> None:
         if rank == 0:
             progress(f"resuming from the checkpoint of step {restore['step']}")
     grad_sync = all_reduce_mean if world > 1 else no_sync
-    dataset_shard = ray.train.get_dataset_shard if runtime["streams"] else None
     if runtime["trace_dir"]:
         trace = WorkerTrace(runtime["trace_dir"], rank, world=world,
                             node=ray.get_runtime_context().get_node_id(),
@@ -81,7 +94,7 @@ def train_loop_per_worker(config: dict) -> None:
         grad_sync = trace.sync(grad_sync)
         dataset_shard = trace.shards(dataset_shard) if dataset_shard else None
     if finished is not None:  # interrupted after its last report: report the final metrics again
-        ray.train.report(finished if rank == 0 else {})
+        session.report(finished if rank == 0 else {})
         return
 
     def report(metrics: dict, state: dict | None) -> None:
@@ -93,12 +106,12 @@ def train_loop_per_worker(config: dict) -> None:
         if runtime["trace_dir"]:
             trace.log(event="report", step=metrics["step"])
         if state is None:
-            ray.train.report(metrics)
+            session.report(metrics)
             return
         with tempfile.TemporaryDirectory() as d:
             save_atomic(state, Path(d) / STATE_FILE)
             (Path(d) / METRICS_FILE).write_text(json.dumps(metrics))
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+            session.report(metrics, checkpoint=session.Checkpoint.from_directory(d))
 
     hooks = Hooks(report=report, restore=restore, rank=rank, world_size=world, dataset_shard=dataset_shard,
                   grad_sync=grad_sync, log_dir=runtime.get("log_dir") if rank == 0 else None, device=str(device),
@@ -115,6 +128,49 @@ def train_loop_per_worker(config: dict) -> None:
             raise  # the other ranks may wait in a collective: let Train end the group (the restart stops at once)
 
 
+def _with_runtime(config: dict, scaling, run_dir: Path, log_dir: str | None, label: str, streams: bool) -> dict:
+    """The config plus what a worker needs besides the method's knobs."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return dict(config, _runtime={
+        "torch_threads": config["train"]["torch_threads"] or max(1, round(scaling.cpus_per_worker)),
+        "use_gpu": scaling.use_gpu, "log_dir": log_dir, "label": label, "streams": streams,
+        "stop_file": str(run_dir / STOP_FILE),
+        "trace_dir": str(run_dir / "worker_trace") if os.environ.get(TRACE_ENV) == "1" else None,
+        "kill_at_step": int(os.environ.get(KILL_ENV) or 0) or None})
+
+
+def _datasets(config: dict) -> dict | None:
+    """The family's Ray datasets (the unpaired sets it streams), if any."""
+    from raygan.search_space import family_of, typed
+
+    family = family_of(config["method"]["name"])
+    return family.ray_datasets(typed(config)) if hasattr(family, "ray_datasets") else None
+
+
+def _raise_if_stopped(run_dir: Path) -> None:
+    from raygan.loop import NonFiniteLoss
+
+    if (run_dir / STOP_FILE).exists():
+        raise NonFiniteLoss((run_dir / STOP_FILE).read_text())
+
+
+def train_in_trial(config: dict, scaling, log_dir: str, label: str) -> None:
+    """One worker without Ray Train: the loop runs in the calling Tune trial's own
+    process, which Tune reuses from trial to trial (imports and caches stay warm), and
+    reports and checkpoints straight to Tune. A Train run would add a controller and a
+    worker process per trial: ~10 s of a trial's fixed cost (benchmarks/RESULTS.md, P7).
+    Restarts after a crash are Tune's (its FailureConfig). Raises NonFiniteLoss."""
+    import torch
+    from ray import tune
+
+    datasets = _datasets(config)
+    run_dir = Path(log_dir)
+    config = _with_runtime(config, scaling, run_dir, log_dir, label, streams=bool(datasets))
+    device = torch.device("cuda" if scaling.use_gpu else "cpu")  # Tune gave this process its GPU
+    run_worker(config, tune, 0, 1, device, datasets.__getitem__ if datasets else None)
+    _raise_if_stopped(run_dir)
+
+
 def fit_trial(config: dict, scaling, name: str, storage: str, log_dir: str | None,
               callbacks=(), label: str = "train"):
     """Run one config through a TorchTrainer (blocking); returns Train's Result.
@@ -122,20 +178,9 @@ def fit_trial(config: dict, scaling, name: str, storage: str, log_dir: str | Non
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from raygan.loop import NonFiniteLoss
-    from raygan.search_space import family_of, typed
-
-    threads = config["train"]["torch_threads"] or max(1, round(scaling.cpus_per_worker))
-    family = family_of(config["method"]["name"])
-    datasets = family.ray_datasets(typed(config)) if hasattr(family, "ray_datasets") else None
+    datasets = _datasets(config)
     run_dir = Path(log_dir) if log_dir else Path(storage) / name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    stop_file = run_dir / STOP_FILE
-    config = dict(config, _runtime={
-        "torch_threads": threads, "use_gpu": scaling.use_gpu, "log_dir": log_dir, "label": label,
-        "streams": bool(datasets), "stop_file": str(stop_file),
-        "trace_dir": str(run_dir / "worker_trace") if os.environ.get(TRACE_ENV) == "1" else None,
-        "kill_at_step": int(os.environ.get(KILL_ENV) or 0) or None})
+    config = _with_runtime(config, scaling, run_dir, log_dir, label, streams=bool(datasets))
     data_kwargs = {}
     if datasets:
         from raygan.data.streams import data_config
@@ -157,8 +202,7 @@ def fit_trial(config: dict, scaling, name: str, storage: str, log_dir: str | Non
     try:
         result = trainer.fit()
     except Exception:
-        if not stop_file.exists():
+        if not (run_dir / STOP_FILE).exists():
             raise
-    if stop_file.exists():
-        raise NonFiniteLoss(stop_file.read_text())
+    _raise_if_stopped(run_dir)
     return result

@@ -1,7 +1,9 @@
 """Ray Tune + Optuna: an Experiment becomes a search whose trials run Ray Train.
 
-Each trial is a plain Tune function that fits a TorchTrainer on the trial's
-config; TuneReportCallback forwards rank 0's metrics and checkpoints to Tune.
+Each trial is a plain Tune function. With several workers (scaling.num_workers > 1)
+it fits a TorchTrainer on the trial's config and TuneReportCallback forwards rank 0's
+metrics and checkpoints to Tune; with one worker it trains in its own process
+(train_in_trial), which Tune reuses across trials.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 from raygan.errors import UserError
 from raygan.search_space import Experiment, resolve
 
-TRIAL_CPUS = 0.01  # the trial function only waits on its TorchTrainer; workers hold the CPUs
+TRIAL_CPUS = 0.01  # a trial that runs Ray Train only waits on its TorchTrainer; workers hold the CPUs
 DATA_CPUS = 1.0  # kept free for Ray Data when trials stream their unpaired sets
 STOPPED = "stopped"  # the result key saying why a trial stopped early (e.g. a loss became non-finite)
 
@@ -21,21 +23,35 @@ def _trial(params: dict, *, base: dict, scaling, exp_dir: str, objectives=()) ->
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from raygan.loop import NonFiniteLoss
-    from raygan.orchestrate.train import fit_trial
+    from raygan.orchestrate.train import fit_trial, train_in_trial
 
     ctx = tune.get_context()
     # The trial's folder in the experiment's storage (get_trial_dir() may be a
     # local working copy that is never synced when Tune reuses actors).
     trial_dir = Path(exp_dir) / Path(ctx.get_trial_dir()).name
-    # A stable Train run name per trial, so a restarted trial finds its checkpoints.
+    label = f"trial {ctx.get_trial_id()}"
     try:
-        fit_trial(resolve(base, params), scaling, name=f"train_{ctx.get_trial_id()}",
-                  storage=str(Path(exp_dir) / "_train"), log_dir=str(trial_dir),
-                  callbacks=[TuneReportCallback()], label=f"trial {ctx.get_trial_id()}")
+        if trains_in_trial(scaling):
+            train_in_trial(resolve(base, params), scaling, log_dir=str(trial_dir), label=label)
+        else:  # a stable Train run name per trial, so a restarted trial finds its checkpoints
+            fit_trial(resolve(base, params), scaling, name=f"train_{ctx.get_trial_id()}",
+                      storage=str(Path(exp_dir) / "_train"), log_dir=str(trial_dir),
+                      callbacks=[TuneReportCallback()], label=label)
     except NonFiniteLoss as e:
         # A diverged trial has finished (its status says why), not failed: neither
         # retried nor resumed. Tune wants the searched metrics in every result.
         tune.report({**{m: float("nan") for m in objectives}, STOPPED: str(e)})
+
+
+def trains_in_trial(scaling) -> bool:
+    """One worker needs no Ray Train: the trial's process trains (no data parallelism to set up)."""
+    return scaling.num_workers == 1
+
+
+def trial_resources(scaling) -> dict:
+    if trains_in_trial(scaling):
+        return {"cpu": scaling.cpus_per_worker, "gpu": 1 if scaling.use_gpu else 0}
+    return {"cpu": TRIAL_CPUS}
 
 
 def set_ray_env() -> None:
@@ -55,7 +71,7 @@ def fit_concurrency(exp: Experiment, cluster_cpus: float, cluster_gpus: float = 
     from raygan.search_space import family_of
 
     sc = exp.scaling
-    per_trial = TRIAL_CPUS + sc.num_workers * sc.cpus_per_worker
+    per_trial = sc.cpus_per_worker if trains_in_trial(sc) else TRIAL_CPUS + sc.num_workers * sc.cpus_per_worker
     streams = getattr(family_of(exp.methods[0]), "streams", lambda cfg: False)(exp.trial_config)
     # Ray Data's read tasks stall when the trials' Train workers leave less than a
     # whole CPU free (measured: 2 trials x 0.51 CPU on 2 cores hang on the first
@@ -202,7 +218,7 @@ def run_search(exp: Experiment, resume: bool = False):
     trainable = tune.with_resources(
         tune.with_parameters(_trial, base=exp.trial_config, scaling=exp.scaling, exp_dir=str(exp_dir),
                              objectives=metric if isinstance(metric, list) else [metric]),
-        {"cpu": TRIAL_CPUS})
+        trial_resources(exp.scaling))
     if resume:
         # Finished (and diverged) trials stay as they are; unfinished and errored ones
         # run again and their Train runs continue from their last checkpoints.
@@ -214,7 +230,12 @@ def run_search(exp: Experiment, resume: bool = False):
             tune_config=tune.TuneConfig(search_alg=_searcher(exp, fit_concurrency(exp, cpus, gpus)),
                                         scheduler=_scheduler(exp),
                                         num_samples=exp.search.num_samples, reuse_actors=True),
-            run_config=tune.RunConfig(name=exp.name, storage_path=str(storage), verbose=1,
-                                      failure_config=tune.FailureConfig(max_failures=0)),
+            run_config=tune.RunConfig(
+                name=exp.name, storage_path=str(storage), verbose=1,
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                # A crashed trial that trains in its own process restarts from its last
+                # checkpoint here; Ray Train restarts its own worker groups.
+                failure_config=tune.FailureConfig(
+                    max_failures=exp.scaling.max_failures if trains_in_trial(exp.scaling) else 0)),
         )
     return tuner.fit(), exp_dir
