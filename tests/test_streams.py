@@ -302,6 +302,41 @@ def test_unpaired_streams_stream_and_shuffle_independently(unpaired_dirs):
     np.testing.assert_allclose(got, want[image_batches[0]["index"].numpy()], atol=1e-3)
 
 
+def test_small_unpaired_sets_are_read_once_and_reshuffled_every_epoch(unpaired_dirs, tmp_path):
+    import shutil
+
+    from raygan.data.streams import UNPAIRED_IMAGES, UNPAIRED_LABELS, iterate_unpaired, unpaired_datasets
+
+    images, labels = (shutil.copytree(d, tmp_path / d.name) for d in unpaired_dirs)
+    mib = sum(f.stat().st_size for d in (images, labels) for f in d.glob("*.parquet")) / 2**20
+    held = unpaired_datasets(images, labels, seed=0, in_memory_mib=mib)  # exactly fits: read now
+    shutil.rmtree(images)  # every epoch comes from memory: the shards are no longer needed
+    shutil.rmtree(labels)
+    orders = [np.concatenate([b["index"].numpy() for b in iterate_unpaired(held[name], BATCH, 0, seed=0, epochs=2)])
+              for name in (UNPAIRED_IMAGES, UNPAIRED_LABELS)]
+    for order in orders:  # two epochs, each every row once (no shuffle buffer: the reshuffle is the blocks')
+        first, second = order[:N_UNPAIRED], order[N_UNPAIRED:]
+        np.testing.assert_array_equal(np.sort(first), np.arange(N_UNPAIRED))
+        np.testing.assert_array_equal(np.sort(second), np.arange(N_UNPAIRED))
+        assert (first != second).mean() > 0.9  # a fresh order, not the first epoch's again
+        blocks = [o.reshape(-1, ROWS_PER_SHARD)[:, 0] // ROWS_PER_SHARD for o in (first, second)]  # 1 shard = 1 block
+        assert (blocks[0] != blocks[1]).any()  # the blocks come in a new order too
+    assert (orders[0] != orders[1]).mean() > 0.9  # the two sets still shuffle independently
+
+    from ray.data._internal.logical.operators import AbstractAllToAll
+
+    def has_barrier(ds):  # randomize_block_order: fine over blocks in memory, it would stop a stream
+        ops, stack = [], [ds._logical_plan.dag]
+        while stack:
+            ops.append(stack.pop())
+            stack.extend(ops[-1].input_dependencies)
+        return any(isinstance(op, AbstractAllToAll) for op in ops)
+
+    assert all(has_barrier(ds) for ds in held.values())
+    lazy = unpaired_datasets(*unpaired_dirs, seed=0, in_memory_mib=mib * 0.99)  # a little too big: streamed
+    assert not any(has_barrier(ds) for ds in lazy.values())
+
+
 def _indices_per_worker(config):
     import ray.train
     import torch.distributed as dist

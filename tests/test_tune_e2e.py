@@ -114,11 +114,11 @@ def test_method_grid_gives_the_comparison_table(tmp_path, capsys, monkeypatch):
 STREAMED = """
 name: streamed
 method: {name: semipaired, lambda_cyc: {loguniform: [0.5, 2.0]}}
-data: {dataset: packed, root: PACKED, shuffle_buffer: 16}
+data: {dataset: packed, root: PACKED, shuffle_buffer: 16, in_memory_mib: 0}   # streamed from the shards
 model: {g_base: 8, d_base: 8, z_dim: 8}
 train: {steps: 4, batch_size: 4, eval_every: 2, eval_samples: 40}
 search: {num_samples: 2, metric: miou_segnet, mode: max, max_concurrent: 2}
-scaling: {cpus_per_worker: 0.5}
+scaling: {cpus_per_worker: 0.6}   # 2 trials x 0.6 would leave less than the CPU kept for Ray Data
 """
 
 
@@ -135,3 +135,12 @@ def test_semipaired_search_streams_packed_unpaired_sets(tmp_path, capsys, monkey
         assert 0.0 <= float(r["miou_segnet"]) <= 1.0 and float(r["fd_segnet"]) > 0
     progress = [json.loads(line) for d in (out / "streamed").glob("_trial_*") for line in open(d / "result.json")]
     assert {p["data/streamed_rows"] for p in progress if p["step"] == 4} == {2 * 4 * 4}  # 4 steps x 2 sets x 4 rows
+
+    # `raygan eval` on a trial folder rebuilds the trial's own evaluation (its sampled knobs,
+    # its last checkpoint, which the one-worker trial kept in its Tune folder)
+    trial = min((out / "streamed").glob("_trial_*"))
+    final = json.loads((trial / "result.json").read_text().splitlines()[-1])
+    assert main(["eval", str(trial), "--samples", "40"]) == 0  # the trial evaluated on 40
+    (written,) = trial.rglob("eval_*.json")
+    scores = {s["metric"]: s["value"] for s in json.loads(written.read_text())["scores"]}
+    assert scores["miou_segnet"] == pytest.approx(final["miou_segnet"])

@@ -30,6 +30,7 @@ This is the only module below ``raygan/orchestrate`` that imports ray.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -84,14 +85,16 @@ def _permute_rows(table):
 
 
 def unpaired_datasets(image_shards: str, label_shards: str, seed: int, *,
-                      filesystem=None) -> dict:
-    """Two lazy, independently shuffled datasets over unpaired image / label-map shards.
+                      filesystem=None, in_memory_mib: float = 0.0) -> dict:
+    """Two independently shuffled datasets over unpaired image / label-map shards.
 
     Returns ``{"unpaired_images": Dataset, "unpaired_labels": Dataset}`` (rows:
     ``image`` or ``label`` bytes plus ``height``, ``width``, ``index``), for
-    ``TorchTrainer(datasets=...)``. Nothing is read until iteration starts.
+    ``TorchTrainer(datasets=...)``. Nothing is read until iteration starts,
+    unless both shard folders together hold at most ``in_memory_mib`` MiB: they
+    are then read once now (:func:`held_in_memory`).
     ``filesystem`` (a ``pyarrow.fs.FileSystem``) is for remote storage; the
-    local meta.json checks are then skipped.
+    local meta.json checks are then skipped and the sets always stream.
     """
     image_shards, label_shards = str(image_shards), str(label_shards)
     mi = ml = None
@@ -101,8 +104,26 @@ def unpaired_datasets(image_shards: str, label_shards: str, seed: int, *,
             raise UserError(label_shards, f"label maps are {ml['size']} but images ({image_shards}) "
                                           f"are {mi['size']}: pack both at one size")
     si, sl = _stream_seeds(seed, 2)  # independent streams: different file orders
-    return {UNPAIRED_IMAGES: _read(image_shards, "image", si, mi, filesystem),
+    sets = {UNPAIRED_IMAGES: _read(image_shards, "image", si, mi, filesystem),
             UNPAIRED_LABELS: _read(label_shards, "label", sl, ml, filesystem)}
+    if filesystem is None and _mib(image_shards) + _mib(label_shards) <= in_memory_mib:
+        sets = {name: held_in_memory(ds) for name, ds in sets.items()}
+    return sets
+
+
+def _mib(folder: str) -> float:
+    return sum(f.stat().st_size for f in Path(folder).glob("*.parquet")) / 2**20
+
+
+def held_in_memory(ds):
+    """A set read once into Ray's object store, reshuffled there every epoch: the blocks
+    in a fresh random order, the rows inside each block permuted anew. Streaming from
+    the shards re-plans and restarts the reads every epoch (~1 s on 2 cores), which a
+    small set never earns back (benchmarks/RESULTS.md, P2). The barrier of
+    randomize_block_order costs nothing here: every block is already in memory."""
+    return ds.materialize().randomize_block_order().map_batches(
+        _permute_rows, batch_size=None, batch_format="pyarrow", udf_modifying_row_count=False,
+        num_cpus=DATA_TASK_CPUS)
 
 
 def data_config():

@@ -36,6 +36,9 @@ class DataConfig:
     size: int = knob(32, choices=[32, 64, 128, 256], help="scenes: resolution")
     seed: int = knob(0, lo=0, help="scenes: which scenes and which split")
     shuffle_buffer: int = knob(256, lo=0, help="packed: rows in each worker's local shuffle buffer")
+    in_memory_mib: float = knob(1024.0, lo=0.0, help="packed: unpaired sets up to this size (both, MiB of shards) "
+                                                      "are read once into Ray's object store; larger ones stream "
+                                                      "from the shards every epoch (0: always stream)")
     eval_root: str = knob("", help="a packed held-out split to evaluate on (raygan data pack ... --split val --ratio 1)")
     segmenter: str = knob("", help="TorchScript segmenter scoring eval_root: the metric is miou_<file stem>")
 
@@ -319,7 +322,8 @@ def ray_datasets(t: dict) -> dict | None:
     from raygan.data.streams import unpaired_datasets
 
     root = Path(t["data"].root)
-    return unpaired_datasets(root / "unpaired_images", root / "unpaired_labels", seed=t["train"].seed)
+    return unpaired_datasets(root / "unpaired_images", root / "unpaired_labels", seed=t["train"].seed,
+                             in_memory_mib=t["data"].in_memory_mib)
 
 
 GRID_SHARED_ROWS = ("labels", "real")  # the rows of a trial's samples.png that every trial shares
