@@ -3,14 +3,18 @@
 
 The data: procedural scenes packed by `raygan data pack scenes` (raygan.data.semipaired.pack);
 its unpaired_images part (decoded uint8 arrays in parquet shards) is also written,
-image by image, as a PNG folder. A: raygan's own streaming path: unpaired_datasets()
-+ iterate_unpaired() (file shuffle, in-block permutation, local shuffle buffer,
-decode to float [-1, 1] NCHW tensors), in a Ray cluster of --workers CPUs.
-B: DataLoader(shuffle=True, num_workers=--workers) over a Dataset that opens each
-PNG with PIL and makes the same tensor. One sample = one full epoch, start-up
-included (both pay it every epoch: Ray Data starts a new streaming execution,
-the DataLoader forks its workers). Usage:
-python benchmarks/p2_data_throughput.py [--images 2000] [--size 64] [--batch 16] [--workers 2] [--reps 5]
+image by image, as a PNG folder. Three arms, in a rotating order every repetition:
+A: raygan's streaming path as a trial runs it: unpaired_datasets() (with
+   data.in_memory_mib's default: a set this small is read once into the object
+   store and reshuffled there each epoch) + iterate_unpaired() (local shuffle buffer,
+   decode to float [-1, 1] NCHW tensors), in a Ray cluster of --workers CPUs;
+A0: the same with in_memory_mib=0: every epoch a new streaming read of the shards
+   (file shuffle, in-block permutation), which was raygan's only path before;
+B: DataLoader(shuffle=True, num_workers=--workers, persistent_workers=True) over a
+   Dataset that opens each PNG with PIL and makes the same tensor.
+One sample = --epochs epochs as a training run consumes them, everything from
+building the dataset / loader on included. Usage:
+python benchmarks/p2_data_throughput.py [--images 2000] [--size 64] [--batch 16] [--workers 2] [--epochs 5] [--reps 5]
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import alternate, machine_line, median, report
+from _common import loadavg, machine_line, report
 
 
 class PNGFolder:
@@ -66,6 +70,7 @@ def main():
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--shuffle-buffer", type=int, default=256, help="raygan's default data.shuffle_buffer")
+    ap.add_argument("--epochs", type=int, default=5, help="epochs per sample")
     ap.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()
 
@@ -95,36 +100,40 @@ def main():
     torch.set_num_threads(1)
     print(machine_line())
     print(f"batch {args.batch}, {args.workers} workers: a Ray cluster of {args.workers} CPUs (raygan's read "
-          f"tasks ask 0.05 CPU each) vs DataLoader(num_workers={args.workers}); one epoch per sample")
+          f"tasks ask 0.05 CPU each) vs DataLoader(num_workers={args.workers}); {args.epochs} epochs per sample")
 
-    first = {"Ray Data": [], "DataLoader": []}  # seconds to the first batch, and images/s after it
-
-    def epoch(name, batches):
-        t0, seen, t1 = time.perf_counter(), 0, None
+    def images_per_s(batches):
+        t0, seen = time.perf_counter(), 0
         for x in batches():
             seen += len(x)
-            if t1 is None:
-                t1, seen = time.perf_counter(), 0
-        t2 = time.perf_counter()
-        first[name].append((t1 - t0, seen / (t2 - t1)))
-        return (seen + args.batch) / (t2 - t0)
+        return seen / (time.perf_counter() - t0)
 
-    def ray_batches():
-        ds = unpaired_datasets(shards, label_shards, seed=0)[UNPAIRED_IMAGES]
-        return (b["image"] for b in iterate_unpaired(ds, args.batch, args.shuffle_buffer, seed=0, epochs=1))
+    def ray_arm(in_memory_mib):
+        def batches():
+            ds = unpaired_datasets(shards, label_shards, seed=0, in_memory_mib=in_memory_mib)[UNPAIRED_IMAGES]
+            stream = iterate_unpaired(ds, args.batch, args.shuffle_buffer, seed=0, epochs=args.epochs)
+            return (b["image"] for b in stream)
+        return lambda: images_per_s(batches)
 
-    loader = torch.utils.data.DataLoader(PNGFolder(png), batch_size=args.batch, shuffle=True, drop_last=True,
-                                         num_workers=args.workers)
+    def loader_batches():
+        loader = torch.utils.data.DataLoader(PNGFolder(png), batch_size=args.batch, shuffle=True, drop_last=True,
+                                             num_workers=args.workers, persistent_workers=True)
+        return (x for _ in range(args.epochs) for x in loader)
 
-    ra, rb = alternate(args.reps, lambda: epoch("Ray Data", ray_batches), lambda: epoch("DataLoader", lambda: loader),
-                       "Ray Data", "DataLoader")
-    report("Ray Data, packed parquet", ra, "DataLoader, PNG folder", rb, "images/s (whole epoch)")
-    for name, rows in first.items():
-        rows = rows[-args.reps:]  # without the warm-up epoch
-        print(f"{name}: first batch after median {median([r[0] for r in rows]):.2f} s; after it "
-              f"median {median([r[1] for r in rows]):.0f} images/s  {[round(r[1]) for r in rows]}")
-    print(f"ratio after the first batch (Ray Data / DataLoader): "
-          f"{median([r[1] for r in first['Ray Data'][-args.reps:]]) / median([r[1] for r in first['DataLoader'][-args.reps:]]):.3f}")
+    arms = {"A  Ray Data, held in memory (default)": ray_arm(1024.0),
+            "A0 Ray Data, streamed every epoch": ray_arm(0.0),
+            "B  DataLoader, PNG folder": lambda: images_per_s(loader_batches)}
+    for fn in arms.values():  # warm-up, unrecorded
+        fn()
+    got = {name: [] for name in arms}
+    names = list(arms)
+    for i in range(args.reps):
+        for name in names[i % 3:] + names[:i % 3]:  # rotate which arm goes first
+            got[name].append(arms[name]())
+            print(f"  rep {i + 1} {name}: {got[name][-1]:.0f} images/s  (load {loadavg()})", flush=True)
+    dl = got[names[2]]
+    for name in names[:2]:
+        report(name, got[name], names[2], dl, f"images/s ({args.epochs} epochs, start-up included)")
     ray.shutdown()
 
 

@@ -1,8 +1,11 @@
 """P7: fixed cost per trial of `raygan tune` (start-up + teardown), and its share of a default trial.
 
 Runs the same small DCL config (a) in-process through the plain loop and (b) as
-Tune trials, each a Ray Train run, one at a time; the difference per trial is
-the fixed cost. Usage: python benchmarks/p7_trial_overhead.py [--trials 3] [--steps 20]
+`raygan tune` trials (run_search), one at a time; the difference per trial is the
+fixed cost. A one-worker trial trains in its own Tune process, which Tune reuses;
+before commit e0fdb7e every trial was a Ray Train run (a controller and a worker
+process per trial): to measure that, run this script from a checkout of 4bb317b.
+Usage: python benchmarks/p7_trial_overhead.py [--trials 3] [--steps 20]
 """
 from __future__ import annotations
 
