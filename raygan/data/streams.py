@@ -8,7 +8,8 @@ Semi-paired training sees three sources:
   samples from all of it;
 * the large unpaired images X_u and unpaired label maps T_u: two SEPARATE,
   independently shuffled Ray datasets read lazily from parquet shards (see
-  :mod:`raygan.data.pack`). They are passed as ``datasets=`` to TorchTrainer,
+  :mod:`raygan.data.pack`), or, when small, read once into the object store
+  (:func:`held_in_memory`). They are passed as ``datasets=`` to TorchTrainer,
   which splits each across the workers (``ray.train.DataConfig``, by default
   ``datasets_to_split="all"``: a ``streaming_split(world_size, equal=True)``
   per dataset, so every worker sees a disjoint, equally long part of each
@@ -71,7 +72,7 @@ def _read(path: str, column: str, seed: int, meta: dict | None, filesystem=None)
     # 3. iterate_unpaired() mixes neighbouring blocks in a local shuffle buffer.
     shuffle = ray.data.FileShuffleConfig(seed=seed, reseed_after_execution=True)
     ds = ray.data.read_parquet(path, filesystem=filesystem, shuffle=shuffle, partitioning=None,
-                               ray_remote_args={"num_cpus": DATA_TASK_CPUS})
+                               num_cpus=DATA_TASK_CPUS)
     ds = ds.select_columns([column, *_META_COLUMNS])
     return ds.map_batches(_permute_rows, batch_size=None, batch_format="pyarrow",
                           udf_modifying_row_count=False, num_cpus=DATA_TASK_CPUS)
