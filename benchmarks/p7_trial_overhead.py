@@ -24,6 +24,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--no-default-trial", action="store_true",
+                    help="skip timing one default search_spaces/dcl.yaml trial in-process (for the share)")
     args = ap.parse_args()
 
     import ray
@@ -66,6 +68,13 @@ def main():
     print(f"trial time inside Tune (time_total_s): median {statistics.median(in_tune):.1f} s")
     print(f"ray.init: {t_init:.1f} s; search wall: {t_search:.1f} s for {args.trials} sequential trials")
     print(f"fixed cost per trial: {fixed:.1f} s (wall per trial {per_trial:.1f} s - bare {statistics.median(bare):.1f} s)")
+    if not args.no_default_trial:  # a default trial: dcl.yaml's 150 steps, evaluations at 50, 100, 150 on 500 samples
+        default = load_experiment(Path(__file__).resolve().parent.parent / "search_spaces" / "dcl.yaml")
+        t0 = time.perf_counter()
+        run(default.trial_config, Hooks(report=lambda m, s: None))
+        t_default = time.perf_counter() - t0
+        print(f"default dcl.yaml trial in-process: {t_default:.1f} s; fixed cost's share of a default trial: "
+              f"{fixed / (t_default + fixed):.1%}")
 
 
 if __name__ == "__main__":
