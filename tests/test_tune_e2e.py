@@ -65,6 +65,8 @@ def test_tune_micro_space_end_to_end(tmp_path, capsys, monkeypatch):
 
     trial_dirs = [p for p in exp_dir.iterdir() if p.is_dir() and p.name.startswith("_trial")]
     assert len(trial_dirs) == 3
+    # one worker: every trial trained in its own Tune process (checkpoints in its folder), no Ray Train run
+    assert not (exp_dir / "_train").exists() and all(list(d.glob("checkpoint_*/state.pt")) for d in trial_dirs)
     for d in trial_dirs:
         acc = EventAccumulator(str(d), size_guidance={"images": 0})
         acc.Reload()
