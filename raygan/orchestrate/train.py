@@ -10,6 +10,7 @@ group finds it and does not train again, and the driver raises NonFiniteLoss.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import tempfile
@@ -20,6 +21,7 @@ from raygan.orchestrate.diagnostics import KILL_ENV, TRACE_ENV, WorkerTrace
 STATE_FILE = "state.pt"
 METRICS_FILE = "metrics.json"  # beside the state: what a finished run reports again when resumed
 STOP_FILE = "stopped.txt"
+QUIET_LOGGERS = ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage")
 
 
 def all_reduce_mean(params) -> None:
@@ -72,6 +74,8 @@ def run_worker(config: dict, session, rank: int, world: int, device, dataset_sha
     config = dict(config)
     runtime = config.pop("_runtime")
     torch.set_num_threads(runtime["torch_threads"])
+    for name in QUIET_LOGGERS:  # one INFO line per checkpoint, between raygan's own progress lines
+        logging.getLogger(name).setLevel(logging.WARNING)
     stop_file = Path(runtime["stop_file"])
     progress = lambda line: print(f"[{runtime['label']}] {line}", flush=True)  # noqa: E731
     if stop_file.exists():  # the group restarted after another rank's loss diverged
