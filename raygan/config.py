@@ -117,6 +117,10 @@ class ModelConfig:
     checkpoint: str = knob("embedded", help="'embedded' or a rosinality-layout StyleGAN2 .pt")
 
 
+# The public few-shot code's EMA: half-life of 10k images at batch 32 (rosinality's accum).
+EMA_DECAY = 0.5 ** (32 / (10 * 1000))
+
+
 @dataclass
 class TrainConfig:
     steps: int = knob(300, lo=1, hi=10_000_000)
@@ -124,11 +128,16 @@ class TrainConfig:
     lr: float = knob(0.002, lo=0.0, lo_open=True, hi=1.0)
     beta1: float = knob(0.0, lo=0.0, hi=0.999)
     beta2: float = knob(0.99, lo=0.0, hi=0.9999)
-    r1: float = knob(1.0, lo=0.0, help="R1 penalty weight (lazy)")
+    r1: float = knob(10.0, lo=0.0, help="R1 penalty weight γ (lazy; the public few-shot code's 10)")
     r1_every: int = knob(16, lo=1)
     pl_weight: float = knob(2.0, lo=0.0, help="path-length regulariser weight (lazy)")
     pl_every: int = knob(4, lo=1)
-    eval_every: int = knob(100, lo=1, help="steps between evaluations/checkpoints")
+    mixing: float = knob(0.9, lo=0.0, hi=1.0, help="style-mixing probability of adversarial codes")
+    flip: bool = knob(True, help="flip each shot left-right with probability 1/2")
+    ema_decay: float = knob(EMA_DECAY, lo=0.0, hi=0.99999,
+                            help="EMA of G_t, evaluated and saved as g_ema; 0: none (g_ema = G_t)")
+    train_noise_strengths: bool = knob(False, help="also train G's per-layer noise strengths (*.noise.weight)")
+    eval_every: int = knob(100, lo=1, help="steps between evaluations/checkpoints (and one before step 1)")
     eval_samples: int = knob(500, lo=20, hi=100_000, help="samples for realism/diversity/FD")
     scs_edges: str = knob("sobel", choices=["sobel", "canny", "hed"],
                           help="edge detector behind SCS (RSSA Eq. 9-10); hed needs hed_weights")

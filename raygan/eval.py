@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from raygan.errors import UserError
-from raygan.eval_fewshot import Run, generate
+from raygan.eval_fewshot import Run
+from raygan.metrics.sampling import generate
 
 PUBLISHED = ("fid", "kid", "is", "intra_lpips", "scs")
 EMBEDDED = ("fd_shapesnet", "realism", "intra_shapesnet")
@@ -154,6 +155,7 @@ def preflight(opts: EvalOptions) -> None:
 def evaluate_checkpoint(path, opts: EvalOptions, progress=print) -> tuple[list[dict], Path]:
     """Score a checkpoint; returns the provenance records and the JSON file written."""
     from raygan.eval_labels import evaluate_labels, is_label_to_image, load_state
+    from raygan.methods.rssa import latent_map_of
 
     given = Path(path).expanduser()
     ckpt = find_checkpoint(given)
@@ -177,7 +179,8 @@ def evaluate_checkpoint(path, opts: EvalOptions, progress=print) -> tuple[list[d
     z = torch.randn(opts.samples, src.g_config.get("style_dim", 512),
                     generator=torch.Generator().manual_seed(10_000 + opts.seed))
     t0 = time.time()
-    images = generate(src.generator(), z, opts.seed, opts.batch, opts.device)
+    g = src.generator()
+    images = generate(g, z, opts.seed, opts.batch, opts.device, latent_map_of(state or {}, g))
     progress(f"raygan: eval {ckpt}: {len(images)} samples at {src.size}px in {time.time() - t0:.1f}s")
     run = Run(opts, src, images, z)
     records = []

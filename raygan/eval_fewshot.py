@@ -11,24 +11,12 @@ import numpy as np
 import torch
 
 from raygan.errors import UserError
+from raygan.metrics.sampling import generate
 
 EMBEDDED_REFERENCE_SEED = 1  # held_out("target", seed=1): the trials' fd_shapesnet reference
 
 
 # ---- images -----------------------------------------------------------------------------------
-
-@torch.no_grad()
-def generate(g, z: torch.Tensor, seed: int, batch: int, device) -> torch.Tensor:
-    """G(z) in [-1, 1] on the CPU; batch i's noise maps come from seed*100_003 + i, so that two
-    generators of one architecture get the same noise for the same z (SCS pairs)."""
-    g = g.to(device).eval()
-    out = []
-    with torch.random.fork_rng(devices=[]):
-        for i, b in enumerate(z.split(batch)):
-            torch.manual_seed(seed * 100_003 + i)
-            out.append(g([b.to(device)])[0].clamp(-1, 1).cpu())
-    return torch.cat(out)
-
 
 def _folder_images(folder, size: int) -> torch.Tensor:
     from raygan.metrics.published import image_files, read_images_u8

@@ -1,7 +1,7 @@
 """The training loop: plain PyTorch, no Ray.
 
 ``run(config, hooks)`` trains the method for ``train.steps`` steps, evaluates
-every ``train.eval_every`` steps (and at the end) with its family's evaluator
+before the first step, every ``train.eval_every`` steps and at the end with its family's evaluator
 and hands metrics and a checkpoint to ``hooks.report``. ``raygan train --local`` calls it
 directly; the orchestrate layer calls it inside Ray Train workers.
 """
@@ -66,16 +66,11 @@ def run(cfg: dict, hooks: Hooks) -> dict:
             # Own suffix: Tune's logger writes events.out.tfevents.<second>.<host> in a trial
             # folder too, and two writers that start in the same second would share one file.
             writer = SummaryWriter(hooks.log_dir, filename_suffix=".raygan")
-    metrics, logs, t0 = {}, {}, time.perf_counter()
-    while method.step_count < train.steps:
-        logs = method.step()
+    t0 = time.perf_counter()
+
+    def evaluate(logs: dict) -> dict:
         step = method.step_count
-        bad = [k for k, v in logs.items() if not math.isfinite(v)]
-        if bad:
-            raise NonFiniteLoss(f"{', '.join(bad)} became non-finite at step {step}")
-        if step % train.eval_every and step != train.steps:
-            continue
-        metrics = {"step": step, **logs, "sec_per_step": (time.perf_counter() - t0) / step}
+        metrics = {"step": step, **logs, "sec_per_step": (time.perf_counter() - t0) / max(step, 1)}
         if evaluator is not None:
             metrics.update(evaluator.metrics(method))
             if writer is not None:
@@ -84,6 +79,21 @@ def run(cfg: dict, hooks: Hooks) -> dict:
                 writer.add_image(f"samples/{evaluator.grid_name}", evaluator.grid(method), step)
                 writer.flush()
             hooks.progress(" ".join(f"{k}={v:.4g}" for k, v in metrics.items() if not k.startswith("loss/")))
+        return metrics
+
+    if method.step_count == 0:  # the curves start at the source (DCL Fig. 2); nothing to checkpoint yet
+        hooks.report(evaluate({}), None)
+        t0 = time.perf_counter()  # sec_per_step counts training steps (and later evaluations)
+    metrics = {}
+    while method.step_count < train.steps:
+        logs = method.step()
+        step = method.step_count
+        bad = [k for k, v in logs.items() if not math.isfinite(v)]
+        if bad:
+            raise NonFiniteLoss(f"{', '.join(bad)} became non-finite at step {step}")
+        if step % train.eval_every and step != train.steps:
+            continue
+        metrics = evaluate(logs)
         hooks.report(metrics, method.state_dict() if hooks.rank == 0 else None)
     if writer is not None:
         from torchvision.utils import save_image

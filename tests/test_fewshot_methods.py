@@ -69,17 +69,21 @@ def test_ewc_fisher_is_mean_squared_gradient_and_penalty_holds_g_back():
     assert drift(1e12) < drift(0.0)
 
 
-def test_cdc_adds_lambda_times_l_dist():
-    m = make(cdc, lambda_dist=10.0, g_layers=[3])
-    z, noise = torch.randn(3, 128), m.sample_noise(3)
+def test_cdc_adds_lambda_times_l_dist_on_its_own_batch():
+    m = make(cdc, lambda_dist=10.0, g_layers=[3], consistency_batch=3)
     with torch.no_grad():
         m.g.convs[2].conv.weight.add_(torch.randn_like(m.g.convs[2].conv.weight))  # G_t != G_s
-        fake, _, feats = m.g([z], noise=noise, return_feats=True)
-        loss, logs = m.g_extra(z, noise, fake, feats, None, 1)
+    state = m.torch_rng.get_state()
+    with torch.no_grad():
+        loss, logs = m.g_extra(1)
+    m.torch_rng.set_state(state)  # the same draws: the consistency batch of 3 codes and its noise
+    z, noise = m.consistency_codes(3)
+    with torch.no_grad():
+        _, _, feats = m.g([z], noise=noise, return_feats=True)
         _, _, src = m.g_source([z], noise=noise, return_feats=True)
     expected = cross_domain_distance(per_sample(feats[3]), per_sample(src[3]))
-    assert logs["loss/dist"] == pytest.approx(expected.item()) and expected.item() > 0
-    assert loss.item() == pytest.approx(10 * expected.item())
+    assert logs["loss/dist"] == pytest.approx(expected.item(), rel=1e-5) and expected.item() > 0
+    assert loss.item() == pytest.approx(10 * expected.item(), rel=1e-5)
 
 
 def test_rssa_renders_compressed_styles_for_both_generators():
@@ -94,6 +98,34 @@ def test_rssa_renders_compressed_styles_for_both_generators():
     with torch.no_grad():
         assert torch.allclose(none.generate(none.g_source, z, noise)[0], plain, atol=1e-5)
     assert m.codes.shape == (len(SHOTS), 8, 128)
+
+
+def test_rssa_is_evaluated_and_saved_with_its_compression():
+    """Trial evaluations and `raygan eval` sample RSSA's G_t through Eq. 8, as it trains."""
+    from raygan.metrics.sampling import generate
+
+    m = make(rssa, invert_steps=5, compression_alpha=[0, 0, 0, 0, 1, 1, 1, 1])
+    for _ in range(2):
+        m.step()
+    assert all(torch.equal(a, b) for a, b in zip(m.g.style.parameters(), m.g_source.style.parameters()))
+    z = torch.randn(6, 128)
+    sampled = generate(m.g_ema, z, seed=3, batch=6, latent_map=m.latent_map())
+    plain = generate(m.g_ema, z, seed=3, batch=6)
+    assert not torch.allclose(sampled, plain, atol=1e-3)
+    # The checkpoint carries the map: a generator rebuilt from it samples the same images.
+    state = m.state_dict()
+    g = SOURCE.generator()
+    g.load_state_dict(state["g_ema"])
+    again = generate(g, z, seed=3, batch=6, latent_map=rssa.latent_map_of(state, g))
+    assert torch.allclose(again, sampled, atol=1e-5)
+    assert rssa.latent_map_of({}, g) is None
+
+
+def test_rssa_scc_distance_knob_reaches_the_loss():
+    from raygan.losses.structural import scc_loss
+
+    a, b = [torch.randn(2, 4, 8, 8)], [torch.randn(2, 4, 8, 8)]
+    assert scc_loss(a, b, distance="l1").item() > scc_loss(a, b, distance="smooth_l1").item() > 0
 
 
 def test_rssa_neighbours_stay_in_the_ball():

@@ -35,16 +35,22 @@ def self_correlation(f: torch.Tensor, patch: int = 0) -> torch.Tensor:
     return f.transpose(1, 2) @ f
 
 
-def scc_loss(target_feats, source_feats, patch: int = 16, max_side: int = 16, pool: int = 2) -> torch.Tensor:
-    """L_scc, Eq. 4: Σ_l mean smoothL1(C^{t,l}, C^{s,l}) over samples and matrix entries.
+SCC_DISTANCES = {"smooth_l1": F.smooth_l1_loss, "l1": F.l1_loss}
+
+
+def scc_loss(target_feats, source_feats, patch: int = 16, max_side: int = 16, pool: int = 2,
+             distance: str = "smooth_l1") -> torch.Tensor:
+    """L_scc, Eq. 4: Σ_l mean smoothL1(C^{t,l}, C^{s,l}) over samples and matrix entries
+    (``distance="l1"``: the public RSSA code's plain L1 instead of the paper's smooth L1).
 
     ``target_feats`` / ``source_feats``: lists of G_t / G_s feature maps [B, C, H, W]
     for the same z (the source side without gradients).
     """
+    dist = SCC_DISTANCES[distance]
     total = 0.0
     for ft, fs in zip(target_feats, source_feats):
         ft, fs = reduce_map(ft, max_side, pool), reduce_map(fs, max_side, pool)
-        total = total + F.smooth_l1_loss(self_correlation(ft, patch), self_correlation(fs, patch))
+        total = total + dist(self_correlation(ft, patch), self_correlation(fs, patch))
     return total
 
 

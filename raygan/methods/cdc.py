@@ -1,6 +1,6 @@
 """CDC / IDC (Ojha et al., 2021): few-shot adaptation via cross-domain correspondence.
 
-For the generator batch z_0..z_{N-1} and one generator layer l (drawn at random
+For a batch of its own z_0..z_{N-1} (4 codes in the public code) and one layer l (drawn at random
 each step), the distribution of each sample's similarities to the others must
 stay what it was in the source: L_dist = Σ_i KL(p_i^{t,l} ‖ p_i^{s,l}). The
 discriminator is image-level on z near a few anchors and patch-level elsewhere
@@ -36,7 +36,9 @@ class Method(FewShotAdapter):
         super().__init__(cfg, *args, **kwargs)
         self.g_layers = self.feature_layers(cfg.g_layers)
 
-    def g_extra(self, z, noise, fake, feats, fake_d, step):
+    def g_extra(self, step):
+        z, noise = self.consistency_codes(self.cfg.consistency_batch)
+        feats = self.generate(self.g, z, noise, return_feats=True)[2]
         with torch.no_grad():
             _, _, source_feats = self.generate(self.g_source, z, noise, return_feats=True)
         l = self.rng.choice(self.g_layers)

@@ -5,11 +5,14 @@ Two InfoNCE terms keep the adapted generator G_t close to the source G_s:
   source counterpart G_s^l(z_i) than to G_s^l(z_j), j ≠ i;
 - L_CL2 (Eq. 7) on a discriminator layer l': D^l'(G_t(z_i)) must be nearer to
   D^l'(G_s(z_i)) than to the real target shots x_j.
-Objective (Eq. 8): min_G max_D L_adv + λ1 L_CL1 + λ2 L_CL2. The paper's text
-uses D as a feature encoder that "maximizes the agreement" of the positive pair,
-so by default D *minimises* λ2 L_CL2 too; ``d_maximizes_cl2`` reads Eq. 8
-literally instead. Layers l and l' are drawn at random every step. D follows
-the CDC setup.
+Objective (Eq. 8): min_G max_D L_adv + λ1 L_CL1 + λ2 L_CL2. For D the equation
+reads three ways, a knob (``d_cl2``): D is trained by L_adv alone and L_CL2 shapes
+G only (``none``, the default), D also minimises λ2 L_CL2 (``min``: D as a feature
+encoder that "maximizes the agreement" of the positive pair), or D maximises it
+(``max``, the literal min-max). On the embedded benchmark ``min`` collapses G_t
+to one image and ``max`` keeps G_t from adapting (benchmarks/RESULTS.md). Both
+terms use a batch of their own (``consistency_codes``), and layers l and l' are
+drawn at random every step. D follows the CDC setup.
 """
 from __future__ import annotations
 
@@ -31,7 +34,8 @@ class Config(CDCSetup):
     g_layers: list[int] = knob([], help="generator layers for L_CL1 (indices); [] = all")
     d_layers: list[int] = knob([], help="D blocks for L_CL2 (indices); [] = all but the first")
     feature_pool: str = knob("flatten", choices=["flatten", "gap"])
-    d_maximizes_cl2: bool = knob(False, help="Eq. 8 literally: D maximises λ2 L_CL2")
+    d_cl2: str = knob("none", choices=["none", "min", "max"],
+                      help="D's part in λ2 L_CL2: none (L_adv alone trains D), min, or max (Eq. 8 literally)")
 
     def validate(self, where, section):
         if any(i < 0 for i in self.g_layers + self.d_layers):
@@ -49,33 +53,36 @@ class Method(FewShotAdapter):
             raise UserError("method", f"layer indices {bad} out of range: G has {n_g} layers, D {n_d} blocks")
 
     def _source(self, z, noise):
-        """G_s(z) and its layer features, computed once per step without gradients."""
+        """G_s(z) and its layer features, without gradients."""
         with torch.no_grad():
             img, _, feats = self.generate(self.g_source, z, noise, return_feats=True)
         return img, feats
 
-    def _l_cl2(self, fake_feats, source_img, step):
-        """L_CL2 on a random D block; D features of source images and real shots."""
+    def _l_cl2(self, fake, source_img):
+        """L_CL2 on a random D block: D features of G_t(z), G_s(z) and the real shots."""
         l = self.rng.choice(self.d_layers)
-        _, src_feats = self.d(source_img, return_feats=True)
-        _, real_feats = self.d(self.shots, return_feats=True)
         pool = self.cfg.feature_pool
-        return discriminator_infonce(per_sample(fake_feats[l], pool), per_sample(src_feats[l], pool),
-                                     per_sample(real_feats[l], pool), self.cfg.tau)
+        feats = [self.d(x, return_feats=True)[1][l] for x in (fake, source_img, self.shots)]
+        return discriminator_infonce(*(per_sample(f, pool) for f in feats), self.cfg.tau)
 
-    def g_extra(self, z, noise, fake, feats, fake_d, step):
+    def g_extra(self, step):
+        z, noise = self.consistency_codes(self.cfg.consistency_batch)
+        fake, _, feats = self.generate(self.g, z, noise, return_feats=True)
         source_img, source_feats = self._source(z, noise)
         l = self.rng.choice(self.g_layers)
         pool = self.cfg.feature_pool
         l_cl1 = generator_infonce(per_sample(feats[l], pool), per_sample(source_feats[l], pool), self.cfg.tau)
-        l_cl2 = self._l_cl2(fake_d[1], source_img, step)
+        l_cl2 = self._l_cl2(fake, source_img)
         loss = self.cfg.lambda1 * l_cl1 + self.cfg.lambda2 * l_cl2
         return loss, {"loss/cl1": l_cl1.item(), "loss/cl2_g": l_cl2.item()}
 
-    def d_extra(self, z, noise, fake, fake_d, real_d, step):
-        if self.cfg.lambda2 == 0:
-            return super().d_extra(z, noise, fake, fake_d, real_d, step)
+    def d_extra(self, step):
+        if self.cfg.lambda2 == 0 or self.cfg.d_cl2 == "none":
+            return super().d_extra(step)
+        z, noise = self.consistency_codes(self.cfg.consistency_batch)
+        with torch.no_grad():
+            fake, _ = self.generate(self.g, z, noise)
         source_img, _ = self._source(z, noise)
-        l_cl2 = self._l_cl2(fake_d[1], source_img, step)
-        sign = -1.0 if self.cfg.d_maximizes_cl2 else 1.0
+        l_cl2 = self._l_cl2(fake, source_img)
+        sign = -1.0 if self.cfg.d_cl2 == "max" else 1.0
         return sign * self.cfg.lambda2 * l_cl2, {"loss/cl2_d": l_cl2.item()}

@@ -46,6 +46,6 @@ class Method(FewShotAdapter):
         self.d.train()
         self.source_params = [p.detach() for p in self.g_source.parameters()]
 
-    def g_extra(self, z, noise, fake, feats, fake_d, step):
+    def g_extra(self, step):
         penalty = ewc_penalty(list(self.g.parameters()), self.source_params, self.fisher)
         return self.cfg.lambda_ewc * penalty, {"loss/ewc": penalty.item()}

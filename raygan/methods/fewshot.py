@@ -1,17 +1,22 @@
-"""The few-shot adaptation harness shared by TGAN, DCL and later methods.
+"""The few-shot adaptation harness shared by TGAN, FreezeD, EWC, CDC, DCL and RSSA.
 
-G_s (frozen) and G_t both start from the source checkpoint; D too. One
-``step`` is a D update then a G update with the non-saturating loss, lazy R1
-on D and lazy path-length regularisation on G (StyleGAN2). A method adds its
-own terms by overriding ``g_extra`` / ``d_extra``.
+It runs the public few-shot code's recipe (CDC's train.py, on which the DCL
+and RSSA code are built): G_s (frozen), G_t and D start from the source
+checkpoint; one ``step`` is a D update then a G update with the non-saturating
+loss, lazy R1 on D and lazy path-length regularisation on G (StyleGAN2);
+adversarial codes use style mixing; the shots are flipped at random; an EMA of
+G_t (``g_ema``) is what is evaluated and saved. A method adds its own terms by
+overriding ``g_extra`` / ``d_extra``; consistency terms (CDC, DCL, RSSA) draw
+their own batch of codes (``consistency_codes``), as the public code does.
 
-Optionally the discriminator follows the CDC setup (Ojha et al.; used by DCL):
-z is drawn from a small "anchor" region around fixed codes every
+Optionally the discriminator follows the CDC setup (Ojha et al.; used by DCL
+and RSSA): z is drawn from a small "anchor" region around fixed codes every
 ``anchor_every``-th step and judged by the image-level D; all other steps draw
 z ~ N(0, I) and are judged by a patch-level D on an intermediate D block.
 """
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -26,16 +31,33 @@ from raygan.models.patch_disc import PatchHead
 
 @dataclass
 class CDCSetup:
-    """Knobs of the CDC discriminator setup (anchor region + patch-level D)."""
+    """Knobs of the CDC discriminator setup (anchor region + patch-level D) and of
+    the consistency terms' own batch."""
     patch_d: bool = knob(True, help="image-level D on anchor steps, patch-level D elsewhere")
     anchor_every: int = knob(4, lo=1, help="every k-th step samples z near an anchor")
     n_anchors: int = knob(10, lo=1)
     subspace_std: float = knob(0.1, lo=0.0, lo_open=True)
     patch_block: int = knob(-2, help="index of the D block whose features the patch head judges")
+    consistency_batch: int = knob(4, lo=2, help="codes z ~ N(0, I) of the consistency terms' own batch "
+                                                "(CDC's feat_const_batch)")
 
 
 def no_sync(params: Iterable[torch.nn.Parameter]) -> None:
     """Single-process default; data-parallel runs pass an all-reduce here."""
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model, parameter by parameter (buffers copied)."""
+    for pe, p in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(p, 1.0 - decay)
+    for be, b in zip(ema.buffers(), model.buffers()):
+        be.copy_(b)
+
+
+def is_noise_strength(name: str) -> bool:
+    """The per-layer noise-injection strengths of a StyleGAN2 generator (``*.noise.weight``)."""
+    return name.endswith("noise.weight")
 
 
 class FewShotAdapter:
@@ -47,6 +69,8 @@ class FewShotAdapter:
         self.g_source = source.generator().to(device).eval().requires_grad_(False)
         self.g = source.generator().to(device).train()
         self.d = source.discriminator().to(device).train()
+        # With ema_decay 0 the EMA is G_t itself (no copy, nothing to update).
+        self.g_ema = (copy.deepcopy(self.g).eval().requires_grad_(False) if train.ema_decay > 0 else self.g)
         self.latent_avg = source.latent_avg
         self.shots = shots.to(device)
         self.grad_sync = grad_sync
@@ -71,8 +95,11 @@ class FewShotAdapter:
 
     # -- hooks a method may override -------------------------------------------------
     def g_params(self) -> list:
-        """G_t's parameters that adaptation updates (all, unless a method says otherwise)."""
-        return list(self.g.parameters())
+        """G_t's parameters that adaptation updates: all, but the noise strengths only with
+        ``train.train_noise_strengths`` (the embedded source's are ~0; trained, Adam moves
+        them by ~lr a step and they turn into per-pixel speckle)."""
+        return [p for name, p in self.g.named_parameters()
+                if self.train.train_noise_strengths or not is_noise_strength(name)]
 
     def d_params(self) -> list:
         """D's (and the patch head's) parameters that adaptation updates."""
@@ -88,15 +115,22 @@ class FewShotAdapter:
         return layers
 
     def generate(self, g, z, noise, **kwargs):
-        """G(z) for G_s or G_t; a method may change how z becomes styles (RSSA)."""
-        return g([z], noise=noise, **kwargs)
+        """G(z) for G_s or G_t; ``z`` is one batch of codes or a list of two (style
+        mixing). A method may change how codes become styles (RSSA)."""
+        if isinstance(z, list) and len(z) == 2:  # the mixing layer from our seeded RNG, not `random`'s
+            kwargs.setdefault("inject_index", self.rng.randint(1, g.n_latent - 1))
+        return g(z if isinstance(z, list) else [z], noise=noise, **kwargs)
 
-    def g_extra(self, z, noise, fake, feats, fake_d, step) -> tuple[torch.Tensor, dict]:
-        """Extra generator terms; ``feats`` are G_t's layer features, ``fake_d`` is
-        (logits, D feats) of the fakes."""
+    def latent_map(self) -> Callable | None:
+        """How evaluation turns z into G's input: None (G's own mapping), or a function
+        z -> W+ styles that ``state_dict`` also saves (RSSA's compression)."""
+        return None
+
+    def g_extra(self, step) -> tuple[torch.Tensor, dict]:
+        """Extra generator terms (on their own batch of codes: ``consistency_codes``)."""
         return torch.zeros((), device=self.device), {}
 
-    def d_extra(self, z, noise, fake, fake_d, real_d, step) -> tuple[torch.Tensor, dict]:
+    def d_extra(self, step) -> tuple[torch.Tensor, dict]:
         return torch.zeros((), device=self.device), {}
 
     # -- sampling ----------------------------------------------------------------------
@@ -110,14 +144,32 @@ class FewShotAdapter:
             return self.anchors[idx] + jitter.to(self.device)
         return torch.randn(n, self.g.style_dim, generator=self.torch_rng).to(self.device)
 
+    def adversarial_codes(self, n: int, step: int):
+        """The codes of an adversarial batch: anchor codes on anchor steps; otherwise
+        z ~ N(0, I), as two codes mixed at a random layer with probability
+        ``train.mixing`` (StyleGAN2's style mixing, 0.9 in the public code)."""
+        if not self.anchor_step(step) and self.rng.random() < self.train.mixing:
+            return [self.sample_z(n, step), self.sample_z(n, step)]
+        return self.sample_z(n, step)
+
+    def consistency_codes(self, n: int):
+        """(z, noise) of the consistency terms' own batch, z ~ N(0, I)."""
+        return torch.randn(n, self.g.style_dim, generator=self.torch_rng).to(self.device), self.sample_noise(n)
+
     def sample_noise(self, n: int) -> list[torch.Tensor]:
         """Per-layer noise shared by G_s and G_t so their outputs correspond."""
         return [torch.randn(n, 1, b.shape[2], b.shape[3], generator=self.torch_rng).to(self.device)
                 for b in self.g.make_noise()]
 
     def real_batch(self, n: int) -> torch.Tensor:
+        """n shots drawn with replacement, each flipped left-right with probability 1/2
+        when ``train.flip`` (the public code's augmentation)."""
         idx = torch.randint(len(self.shots), (n,), generator=self.torch_rng)
-        return self.shots[idx.to(self.shots.device)]
+        real = self.shots[idx.to(self.shots.device)]
+        if self.train.flip:
+            flip = (torch.rand(n, generator=self.torch_rng) < 0.5).to(real.device)
+            real = torch.where(flip[:, None, None, None], real.flip(3), real)
+        return real
 
     def discriminate(self, images: torch.Tensor, step: int):
         """(logits, D feats): image-level, or patch-level under the CDC setup."""
@@ -131,6 +183,8 @@ class FewShotAdapter:
         step, b, logs = self.step_count, self.train.batch_size, {}
         logs.update(self._d_step(step, b))
         logs.update(self._g_step(step, b))
+        if self.g_ema is not self.g:
+            update_ema(self.g_ema, self.g, self.train.ema_decay)
         self.step_count += 1
         return logs
 
@@ -143,13 +197,12 @@ class FewShotAdapter:
 
     def _d_step(self, step, b) -> dict:
         self._train_only(self.d_trainable)
-        z, noise = self.sample_z(b, step), self.sample_noise(b)
         with torch.no_grad():
-            fake, _ = self.generate(self.g, z, noise)
+            fake, _ = self.generate(self.g, self.adversarial_codes(b, step), self.sample_noise(b))
         real = self.real_batch(b)
         fake_d, real_d = self.discriminate(fake, step), self.discriminate(real, step)
         adv = d_nonsaturating(real_d[0], fake_d[0])
-        extra, logs = self.d_extra(z, noise, fake, fake_d, real_d, step)
+        extra, logs = self.d_extra(step)
         loss = adv + extra
         if self.train.r1 > 0 and step % self.train.r1_every == 0:
             real = real.detach().requires_grad_(True)
@@ -164,15 +217,13 @@ class FewShotAdapter:
 
     def _g_step(self, step, b) -> dict:
         self._train_only(self.g_trainable)
-        z, noise = self.sample_z(b, step), self.sample_noise(b)
-        fake, _, feats = self.generate(self.g, z, noise, return_feats=True)
-        fake_d = self.discriminate(fake, step)
-        adv = g_nonsaturating(fake_d[0])
-        extra, logs = self.g_extra(z, noise, fake, feats, fake_d, step)
+        fake, _ = self.generate(self.g, self.adversarial_codes(b, step), self.sample_noise(b))
+        adv = g_nonsaturating(self.discriminate(fake, step)[0])
+        extra, logs = self.g_extra(step)
         loss = adv + extra
         if self.train.pl_weight > 0 and step % self.train.pl_every == 0:
             n = max(1, b // 2)
-            img, latents = self.g([self.sample_z(n, step)], return_latents=True)
+            img, latents = self.path_length_batch(self.sample_z(n, step))
             pl, self.mean_path, length = path_length_penalty(img, latents, self.mean_path)
             loss = loss + self.train.pl_weight * pl * self.train.pl_every
             logs["loss/path_length"] = length.item()
@@ -182,9 +233,13 @@ class FewShotAdapter:
         self.g_optim.step()
         return {"loss/g_adv": adv.item(), "loss/g_total": loss.item(), **logs}
 
+    def path_length_batch(self, z):
+        """(G_t(z), the W+ latents it was rendered from) for the path-length regulariser."""
+        return self.g([z], return_latents=True)
+
     # -- checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict:
-        state = {"g": self.g.state_dict(), "g_ema": self.g.state_dict(), "d": self.d.state_dict(),
+        state = {"g": self.g.state_dict(), "g_ema": self.g_ema.state_dict(), "d": self.d.state_dict(),
                  "g_optim": self.g_optim.state_dict(), "d_optim": self.d_optim.state_dict(),
                  "latent_avg": self.latent_avg, "step": self.step_count, "mean_path": self.mean_path,
                  "rng": self.torch_rng.get_state(), "g_config": self.g.config, "d_config": self.d.config}
@@ -195,6 +250,8 @@ class FewShotAdapter:
 
     def load_state_dict(self, state: dict) -> None:
         self.g.load_state_dict(state["g"])
+        if self.g_ema is not self.g:
+            self.g_ema.load_state_dict(state["g_ema"])
         self.d.load_state_dict(state["d"])
         self.g_optim.load_state_dict(state["g_optim"])
         self.d_optim.load_state_dict(state["d_optim"])
@@ -239,13 +296,15 @@ class Evaluation:
 
         train = t["train"]
         self.evaluator = Evaluator(method.g_source, method.shots, train.eval_samples, seed=train.seed,
-                                   device=device, edges=make_edge_detector(train.scs_edges, train.hed_weights))
+                                   device=device, edges=make_edge_detector(train.scs_edges, train.hed_weights),
+                                   latent_map=method.latent_map())
 
     def metrics(self, method: FewShotAdapter) -> dict:
-        return self.evaluator.metrics(method.g)
+        """The metrics of G_t's EMA (what is saved as g_ema), sampled as the method samples."""
+        return self.evaluator.metrics(method.g_ema)
 
     def grid(self, method: FewShotAdapter) -> torch.Tensor:
-        return self.evaluator.grid(method.g)
+        return self.evaluator.grid(method.g_ema)
 
 
 make_evaluator = Evaluation

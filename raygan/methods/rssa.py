@@ -58,6 +58,8 @@ class Config(CDCSetup):
     compression_alpha: list[float] = knob([], lo=0.0, hi=1.0, help="α^l per W+ layer; [] = faces profile")
     invert_steps: int = knob(300, lo=1, help="optimisation steps of the W+ inversion of the shots")
     invert_lr: float = knob(0.01, lo=0.0, lo_open=True)
+    scc_distance: str = knob("smooth_l1", choices=["smooth_l1", "l1"],
+                             help="L_scc's elementwise distance: the paper's smooth L1 or the public code's L1")
 
     def validate(self, where, section):
         if self.window % 2 == 0:
@@ -97,6 +99,26 @@ def compress(w: torch.Tensor, codes: torch.Tensor, alphas: torch.Tensor) -> torc
     scale = w.norm(dim=-1, keepdim=True) / w_bar.norm(dim=-1, keepdim=True).clamp_min(1e-8)
     alphas = alphas.view(1, -1, 1)
     return alphas * w_bar * scale + (1 - alphas) * w
+
+
+class CompressedStyles:
+    """z -> ŵ: the generator's mapping, then Eq. 8's compression towards the inverted
+    shots. RSSA trains on these styles and samples with them (the public generate.py);
+    checkpoints keep ``codes`` and ``alphas`` so that `raygan eval` samples the same way."""
+
+    def __init__(self, mapping, codes: torch.Tensor, alphas: torch.Tensor):
+        self.mapping, self.codes, self.alphas = mapping, codes, alphas
+
+    @torch.no_grad()
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        w = self.mapping(z)[:, None].repeat(1, len(self.alphas), 1)
+        return compress(w, self.codes.to(w.device), self.alphas.to(w.device))
+
+
+def latent_map_of(state: dict, g) -> CompressedStyles | None:
+    """The sampling map a checkpoint asks for (RSSA's compression), or None."""
+    saved = state.get("latent_compression")
+    return CompressedStyles(g.style, saved["codes"], saved["alphas"]) if saved else None
 
 
 def invert(g, shots: torch.Tensor, steps: int, lr: float, latent_avg=None, progress=print) -> torch.Tensor:
@@ -160,14 +182,46 @@ class Method(FewShotAdapter):
             self.codes = cached_inversion(self.g_source, self.shots, cfg, self.latent_avg).to(self.device)
             self.alphas = torch.tensor(layer_alphas(cfg, self.g.n_latent), device=self.device)
 
+    def g_params(self) -> list:
+        """With compression, G_t renders styles from G_s's mapping, so its own mapping is
+        not trained (it stays G_s's, which is how a checkpoint's g_ema samples ŵ)."""
+        params = super().g_params()
+        if not self.cfg.compression:
+            return params
+        mapping = {id(p) for p in self.g.style.parameters()}
+        return [p for p in params if id(p) not in mapping]
+
+    def compressed(self, z) -> torch.Tensor:
+        """ŵ [B, L, D] of one batch of codes, or of two mixed at a random layer."""
+        zs = z if isinstance(z, list) else [z]
+        with torch.no_grad():
+            ws = [self.g_source.style(c)[:, None].repeat(1, self.g.n_latent, 1) for c in zs]
+            if len(ws) == 2:
+                k = self.rng.randint(1, self.g.n_latent - 1)
+                ws = [torch.cat([ws[0][:, :k], ws[1][:, k:]], 1)]
+            return compress(ws[0], self.codes, self.alphas)
+
     def generate(self, g, z, noise, **kwargs):
         """Both generators render the compressed styles ŵ of G_s's mapping of z."""
         if self.codes is None:
             return super().generate(g, z, noise, **kwargs)
-        with torch.no_grad():
-            w = self.g_source.style(z)[:, None].repeat(1, self.g.n_latent, 1)
-            w = compress(w, self.codes, self.alphas)
-        return g([w], input_is_latent=True, noise=noise, **kwargs)
+        return g([self.compressed(z)], input_is_latent=True, noise=noise, **kwargs)
+
+    def path_length_batch(self, z):
+        """Path length with respect to the compressed styles G_t is rendered from."""
+        if self.codes is None:
+            return super().path_length_batch(z)
+        w = self.compressed(z).requires_grad_(True)
+        return self.g([w], input_is_latent=True, return_latents=True)
+
+    def latent_map(self):
+        return CompressedStyles(self.g_source.style, self.codes, self.alphas) if self.codes is not None else None
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if self.codes is not None:
+            state["latent_compression"] = {"codes": self.codes.cpu(), "alphas": self.alphas.cpu()}
+        return state
 
     def neighbourhood(self, n: int) -> torch.Tensor:
         """An anchor z and N codes from its neighbourhood: a batch of N+1."""
@@ -182,12 +236,14 @@ class Method(FewShotAdapter):
             near = z + direction * radius
         return torch.cat([z, near]).to(self.device)
 
-    def g_extra(self, z, noise, fake, feats, fake_d, step):
+    def g_extra(self, step):
         layers = self.g_layers
+        z, noise = self.consistency_codes(self.cfg.consistency_batch)
+        feats = self.generate(self.g, z, noise, return_feats=True)[2]
         with torch.no_grad():
             source_feats = self.generate(self.g_source, z, noise, return_feats=True)[2]
         l_scc = scc_loss([feats[l] for l in layers], [source_feats[l] for l in layers],
-                         self.cfg.scc_patch, self.cfg.max_side, self.cfg.pool)
+                         self.cfg.scc_patch, self.cfg.max_side, self.cfg.pool, self.cfg.scc_distance)
         loss, logs = self.cfg.setting("alpha") * l_scc, {"loss/scc": l_scc.item()}
         if step % self.cfg.setting("dcc_every") == 0:
             zn = self.neighbourhood(self.cfg.n_neighbours)

@@ -20,6 +20,7 @@ from raygan.metrics.diversity import intra_cluster_diversity, make_distance
 from raygan.metrics.features import VERSION, default_cache_dir, extract_features, load_shapesnet
 from raygan.metrics.fid import cached_stats, feature_stats, frechet_distance
 from raygan.metrics.realism import realism
+from raygan.metrics.sampling import generate
 from raygan.metrics.scs import make_edge_detector, scs
 
 N_REFERENCE = 2000  # held-out target images behind the Fréchet statistics
@@ -38,8 +39,12 @@ def warm_cache(size: int) -> None:
 
 
 class Evaluator:
+    """The metrics of a G_t on a fixed batch of z and seeded noise; ``latent_map``
+    (z -> W+) is how the method samples G_t (RSSA: compressed styles), the source
+    row of the grid and SCS's reference are G_s through its own mapping."""
+
     def __init__(self, g_source, shots: torch.Tensor, n_samples: int, seed: int = 0, device="cpu",
-                 n_grid: int = 8, edges: tuple | None = None):
+                 n_grid: int = 8, edges: tuple | None = None, latent_map=None):
         self.size, self.device = shots.shape[-1], device
         self.net = load_shapesnet(self.size, device=device)
         self.shots = shots
@@ -48,29 +53,21 @@ class Evaluator:
         gen = torch.Generator().manual_seed(10_000 + seed)
         self.z = torch.randn(n_samples, g_source.style_dim, generator=gen)
         self.noise_seed = seed
+        self.latent_map = latent_map
         self.n_grid = n_grid
-        self.source_grid = self.generate(g_source, self.z[:n_grid])
+        self.source_grid = self.generate(g_source, self.z[:n_grid], latent_map=None)
         self.scs_name, self.edges = edges or make_edge_detector("sobel")
-        self.source_scs = self.generate(g_source, self.z[:N_SCS])
+        self.source_scs = self.generate(g_source, self.z[:N_SCS], latent_map=None)
 
-    @torch.no_grad()
-    def generate(self, g, z=None, batch: int = N_SCS) -> torch.Tensor:
-        """G(z) with the same noise maps for the same batch of z every time: a prefix
-        of ``self.z`` gets the noise of the full run (SCS pairs G_t and G_s on it)."""
+    def generate(self, g, z=None, latent_map="method") -> torch.Tensor:
+        """G(z) for a prefix of ``self.z`` (all by default) with the noise of the full run."""
         z = self.z if z is None else z
-        out = []
-        with torch.random.fork_rng(devices=[]):
-            for i, b in enumerate(z.split(batch)):
-                torch.manual_seed(self.noise_seed * 100_003 + i)
-                out.append(g([b.to(self.device)])[0].clamp(-1, 1).cpu())
-        return torch.cat(out)
+        latent_map = self.latent_map if latent_map == "method" else latent_map
+        return generate(g, z, self.noise_seed, N_SCS, self.device, latent_map)
 
     @torch.no_grad()
     def metrics(self, g) -> dict:
-        was_training = g.training
-        g.eval()
         images = self.generate(g)
-        g.train(was_training)
         feats = extract_features(images, self.net)
         mu, sigma = feature_stats(feats.numpy())
         return {

@@ -32,7 +32,8 @@ def train_local(exp: Experiment, out: Path) -> dict:
     steps = exp.trial_config["train"]["steps"]
 
     def report(metrics, state):
-        save_atomic(state, out / "checkpoint.pt")
+        if state is not None:  # the step-0 evaluation has no checkpoint
+            save_atomic(state, out / "checkpoint.pt")
 
     hooks = Hooks(report=report, log_dir=str(out), device="cuda" if torch.cuda.is_available() else "cpu",
                   progress=lambda line: print(f"raygan [{steps} steps] {line}", flush=True))
