@@ -5,8 +5,8 @@ cluster the distance is averaged over all pairs of (at most 50) members, then ov
 clusters with at least two members. Higher means more diverse.
 
 Distances: LPIPS (VGG by default, or AlexNet) when torchvision's ImageNet weights are in
-the torch hub cache, else a ShapesNet feature distance, named "intra_shapesnet" so that
-it never passes for LPIPS.
+the torch hub cache, else a ShapesNet feature distance (blind to pixel noise, see
+shapesnet_distance), named "intra_shapesnet" so that it never passes for LPIPS.
 """
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from raygan.data.fakes import gaussian_blur
+from raygan.data.synthetic import held_out
 from raygan.metrics.features import ShapesNet, load_shapesnet
 
 BACKBONE_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth"}
@@ -39,13 +41,42 @@ def _unit_normalise(f: torch.Tensor) -> torch.Tensor:
     return f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
 
 
+SHAPESNET_BLUR = 1.0     # Gaussian sigma (px at 32 px, scaled with size) applied before the net
+SHAPESNET_LAYERS = 2     # compare the deepest this-many conv blocks (8x8 and 4x4 maps at 32 px)
+N_NORM_REFERENCE = 200   # held-out sketches behind the per-layer normalising scale
+
+
 def shapesnet_distance(net: ShapesNet) -> PerceptualDistance:
-    """LPIPS without learned weights, on ShapesNet's conv activations: channel-unit-normalised
-    features, squared difference summed over channels, mean over space, sum over layers."""
+    """An LPIPS-like distance on ShapesNet's conv activations that does not count pixel noise as
+    diversity: squared difference of softly normalised features, summed over channels, mean over
+    space, summed over the deepest SHAPESNET_LAYERS blocks of the low-passed image.
+
+    Why each step (v1, plain LPIPS on all layers, scored speckle on blank paper 3.09-3.65 against
+    4.0 for real varied sketches, so a generator drawing noise looked diverse):
+    - a Gaussian blur (sigma 1 px) first: per-pixel noise is white, so it loses most of its power,
+      while 1-px ink lines only soften (the realism head still calls sigma 1 a sketch, p_t ~0.95);
+    - only the deep blocks (receptive field >= 10 px): they respond to strokes and shapes, the
+      shallow ones to pixel texture, which is where the remaining noise lives;
+    - soft normalisation f / (|f| + nu_l), with nu_l the mean feature norm of layer l on held-out
+      sketches, instead of LPIPS's f / |f|: unit normalisation blows the near-zero activations of
+      blank paper up to unit vectors whose direction is set by whatever faint noise is there;
+      with nu_l, weak activations stay weak, strong ones (strokes) saturate near 1 as in LPIPS.
+    Repeating one sketch with light noise scores ~0; adding light noise to varied sketches
+    leaves the score unchanged (within ~1 %)."""
     device = next(net.parameters()).device
+    scales = {}   # image size -> per-layer nu_l
+
+    def deep_features(x):
+        sigma = SHAPESNET_BLUR * x.shape[-1] / 32
+        return net.layer_features(gaussian_blur(x.to(device), sigma))[-SHAPESNET_LAYERS:]
 
     def embed(x):
-        return [_unit_normalise(f) for f in net.layer_features(x.to(device))]
+        size = x.shape[-1]
+        if size not in scales:
+            with torch.no_grad():
+                ref = deep_features(held_out("target", N_NORM_REFERENCE, size=size, seed=2))
+                scales[size] = [f.pow(2).sum(1).sqrt().mean() for f in ref]
+        return [f / (f.pow(2).sum(1, keepdim=True).sqrt() + nu) for f, nu in zip(deep_features(x), scales[size])]
 
     def compare(fa, fb):
         return sum(((a - b) ** 2).sum(1).mean((1, 2)) for a, b in zip(fa, fb)).cpu()
