@@ -247,5 +247,5 @@ def test_pareto_search_then_its_report(tmp_path, capsys, monkeypatch):
 
     assert main(["report", str(run)]) == 0
     page = run / "report" / "index.html"
-    assert "up to 2 points per trial" in page.read_text()  # steps 2 and 4 of each trial
+    assert "up to 3 points per trial" in page.read_text()  # steps 0, 2 and 4 of each trial
     check_page(page, tmp_path, expect_images=4 + 2)  # pareto, curves, importance, knobs + 2 sample grids

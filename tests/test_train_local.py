@@ -21,6 +21,7 @@ def test_train_local_writes_checkpoint_grid_and_events(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "searched knobs take their defaults: method.lambda1" in printed
     assert "step=2" in printed and "step=4" in printed and "fd_shapesnet=" in printed
+    assert printed.index("step=0 ") < printed.index("step=2 ")  # curves start at the source (DCL Fig. 2)
     run = out / "local"
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert state["step"] == 4
