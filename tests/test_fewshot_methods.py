@@ -178,3 +178,12 @@ def test_method_grid_runs_each_method_with_its_defaults(tmp_path):
     p.write_text("method: {name: {grid: [freezed, gan9000]}}\n")
     with pytest.raises(Exception, match="gan9000"):
         load_experiment(p)
+
+
+@pytest.mark.parametrize("knobs,lam", [({}, 10.0), ({"preset": "paper"}, 5e8), ({"preset": "paper", "lambda_ewc": 3.0}, 3.0)])
+def test_ewc_lambda_comes_from_its_preset_unless_given(knobs, lam):
+    m = make(ewc, fisher_samples=2, **knobs)
+    with torch.no_grad():
+        m.g.conv1.conv.weight.add_(0.1)  # G_t != G_s: a positive penalty
+        loss, logs = m.g_extra(1)
+    assert logs["loss/ewc"] > 0 and loss.item() == pytest.approx(lam * logs["loss/ewc"], rel=1e-5)
