@@ -16,9 +16,10 @@ from typing import Any
 from raygan.errors import UserError
 
 
-def knob(default, *, lo=None, hi=None, lo_open=False, choices=None, help=""):
-    """A config field with its allowed range (inclusive unless lo_open)."""
-    meta = {"lo": lo, "hi": hi, "lo_open": lo_open, "choices": choices, "help": help}
+def knob(default, *, lo=None, hi=None, lo_open=False, choices=None, help="", path=False):
+    """A config field with its allowed range (inclusive unless lo_open); ``path``: a file or
+    folder, made absolute when the experiment is loaded (see ``absolute_path``)."""
+    meta = {"lo": lo, "hi": hi, "lo_open": lo_open, "choices": choices, "help": help, "path": path}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -102,19 +103,52 @@ def build(cls, mapping: Any, where: str, section: str):
     return obj
 
 
+KEYWORDS = ("embedded", "sketches")  # path knobs' values that name built-in assets, not files
+
+
+def absolute_path(value: str) -> str:
+    """A path knob's value as the trials see it: ``~`` expanded and relative paths taken from the
+    directory `raygan` was started in (Tune runs each trial in its own folder); empty values
+    and the built-in names (``embedded``, ``sketches``) stay as they are."""
+    from pathlib import Path
+
+    if not value or value in KEYWORDS:
+        return value
+    return str(Path(value).expanduser().resolve())
+
+
 # ----------------------------------------------------------------------------
 # Sections shared by every experiment. Method knobs live in their method file.
 
 @dataclass
 class DataConfig:
-    target: str = knob("sketches", choices=["sketches"], help="embedded 10-shot target domain")
-    shots: int = knob(10, lo=1, hi=1000, help="number of target training images")
-    seed: int = knob(0, lo=0, help="which procedural shots to draw")
+    target: str = knob("sketches", path=True,
+                       help="'sketches' (the embedded target) or a folder of target images (png/jpg/webp/bmp)")
+    shots: int = knob(10, lo=1, hi=1000, help="number of target training images (chosen by seed from a folder)")
+    seed: int = knob(0, lo=0, help="which shots: procedural draw, or which images of the folder")
+    reference: str = knob("", path=True, help="folder of held-out target images behind fid/kid (the papers: the "
+                                              "full target set); empty: the embedded sketches' held-out set")
+
+    @property
+    def embedded(self) -> bool:
+        return self.target == "sketches"
+
+    def validate(self, where, section):
+        if not self.target:
+            raise UserError(where, f"{section}.target: expected 'sketches' or a folder of images, got ''")
+        if self.reference and self.embedded:
+            raise UserError(where, f"{section}.reference: the embedded sketches have their own held-out set; "
+                                   "a reference folder goes with a folder target")
 
 
 @dataclass
 class ModelConfig:
-    checkpoint: str = knob("embedded", help="'embedded' or a rosinality-layout StyleGAN2 .pt")
+    checkpoint: str = knob("embedded", path=True, help="'embedded' or a rosinality-layout StyleGAN2 .pt")
+
+
+# What a few-shot evaluation can report (raygan/metrics/evaluate.py computes them).
+TRIAL_METRICS = ("realism", "intra_shapesnet", "fd_shapesnet", "scs", "fid", "kid", "fid_shots", "intra_lpips")
+EMBEDDED_METRICS = ("realism", "intra_shapesnet", "fd_shapesnet")  # raygan's ShapesNet: embedded sketches only
 
 
 # The public few-shot code's EMA: half-life of 10k images at batch 32 (rosinality's accum).
@@ -138,17 +172,27 @@ class TrainConfig:
                             help="EMA of G_t, evaluated and saved as g_ema; 0: none (g_ema = G_t)")
     train_noise_strengths: bool = knob(False, help="also train G's per-layer noise strengths (*.noise.weight)")
     eval_every: int = knob(100, lo=1, help="steps between evaluations/checkpoints (and one before step 1)")
-    eval_samples: int = knob(500, lo=20, hi=100_000, help="samples for realism/diversity/FD")
+    eval_samples: int = knob(500, lo=20, hi=100_000, help="samples behind every metric of an evaluation")
+    metrics: list[str] = knob([], help="what each evaluation reports (metrics/evaluate.py TRIAL_METRICS); "
+                                       "empty: the target's default set")
     scs_edges: str = knob("sobel", choices=["sobel", "canny", "hed"],
-                          help="edge detector behind SCS (RSSA Eq. 9-10); hed needs hed_weights")
-    hed_weights: str = knob("", help="local path to the HED weights (sniklaus/pytorch-hed)")
+                          help="edge detector behind SCS (RSSA Eq. 9-10); hed needs the HED weights")
+    lpips_net: str = knob("vgg", choices=["vgg", "alex"], help="intra_lpips backbone (the public code: vgg)")
+    inception_weights: str = knob("", path=True, help="FID Inception weights; empty: $RAYGAN_INCEPTION_WEIGHTS, "
+                                                      "$RAYGAN_WEIGHTS or the torch hub cache")
+    lpips_weights: str = knob("", path=True, help="torchvision VGG16/AlexNet weights behind intra_lpips; empty: "
+                                                  "looked up as inception_weights")
+    hed_weights: str = knob("", path=True, help="HED weights (sniklaus/pytorch-hed); empty: looked up likewise")
     seed: int = knob(0, lo=0)
     torch_threads: int = knob(0, lo=0, help="0: one per CPU the worker was given")
 
     def validate(self, where, section):
-        if self.scs_edges == "hed" and not self.hed_weights:
-            raise UserError(where, f"{section}.hed_weights: scs_edges 'hed' needs a local path to the HED "
-                                   "weights (or use sobel/canny)")
+        bad = [m for m in self.metrics if m not in TRIAL_METRICS]
+        if bad:
+            raise UserError(where, f"{section}.metrics: unknown metric {bad[0]!r} (expected some of "
+                                   f"{', '.join(TRIAL_METRICS)})")
+        if len(set(self.metrics)) < len(self.metrics):
+            raise UserError(where, f"{section}.metrics: expected each metric once, got {self.metrics}")
 
 
 MAX_OBJECTIVES = 3

@@ -20,11 +20,9 @@ from pathlib import Path
 import torch
 
 from raygan.errors import UserError
-from raygan.eval_fewshot import Run
+from raygan.eval_fewshot import EMBEDDED, PUBLISHED, Run, preflight
 from raygan.metrics.sampling import generate
 
-PUBLISHED = ("fid", "kid", "is", "intra_lpips", "scs")
-EMBEDDED = ("fd_shapesnet", "realism", "intra_shapesnet")
 LABEL_TO_IMAGE = ("miou",)  # the family's evaluation: miou_*, and with SegNet miou_rare, fd_segnet
 METRICS = PUBLISHED + EMBEDDED + LABEL_TO_IMAGE
 DEFAULT_METRICS = ("fid", "kid", "intra_lpips")
@@ -135,23 +133,6 @@ def check_options(opts: EvalOptions) -> None:
         raise UserError("--scs-edges", f"expected hed, sobel or canny, got {opts.scs_edges!r}")
 
 
-def preflight(opts: EvalOptions) -> None:
-    """Fail before generating anything: every weights file and folder the metrics need."""
-    from raygan.metrics import weights
-    from raygan.metrics.published import image_files
-
-    if {"fid", "kid", "is"} & set(opts.metrics):
-        weights.resolve("inception", opts.inception)
-    if "intra_lpips" in opts.metrics:
-        weights.resolve({"vgg": "vgg16", "alex": "alexnet"}[opts.lpips_net], opts.lpips_weights)
-    if "scs" in opts.metrics and opts.scs_edges == "hed":
-        weights.resolve("hed", opts.hed)
-    if opts.reference and {"fid", "kid"} & set(opts.metrics):
-        image_files(opts.reference)
-    if opts.shots and {"intra_lpips", "intra_shapesnet"} & set(opts.metrics):
-        image_files(opts.shots)
-
-
 def evaluate_checkpoint(path, opts: EvalOptions, progress=print) -> tuple[list[dict], Path]:
     """Score a checkpoint; returns the provenance records and the JSON file written."""
     from raygan.eval_labels import evaluate_labels, is_label_to_image, load_state
@@ -173,7 +154,7 @@ def evaluate_checkpoint(path, opts: EvalOptions, progress=print) -> tuple[list[d
     if "miou" in opts.metrics:
         raise UserError("--metrics", "miou scores label-to-image checkpoints; this is a StyleGAN2 generator")
     check_options(opts)
-    preflight(opts)
+    preflight(opts.metrics, opts)
     out = _output_path(opts, given, ckpt)
     src, ckpt_sha = load_generator(ckpt)
     z = torch.randn(opts.samples, src.g_config.get("style_dim", 512),

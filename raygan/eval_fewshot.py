@@ -1,9 +1,13 @@
-"""`raygan eval` of a StyleGAN2 generator: the images, and each metric with its provenance.
+"""The published and embedded metrics of a StyleGAN2 generator, each with its provenance.
 
-``Run`` generates once (fixed z, seeded noise) and computes the requested metrics on those
-images, sharing what several need (Inception outputs, ShapesNet, the shots)."""
+``Run`` takes one batch of generated images (fixed z, seeded noise: ``metrics.sampling``) and
+computes the requested metrics on them, sharing what several need (Inception outputs,
+ShapesNet, the shots). `raygan eval` and the few-shot trials' evaluation both use it, so a
+checkpoint scores the same in a trial and afterwards. Metric networks are loaded once per
+process (``_network``)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -14,15 +18,29 @@ from raygan.errors import UserError
 from raygan.metrics.sampling import generate
 
 EMBEDDED_REFERENCE_SEED = 1  # held_out("target", seed=1): the trials' fd_shapesnet reference
+PUBLISHED = ("fid", "kid", "is", "fid_shots", "intra_lpips", "scs")  # published networks, any target
+EMBEDDED = ("fd_shapesnet", "realism", "intra_shapesnet")  # raygan's ShapesNet: the embedded sketches only
+INCEPTION_METRICS = ("fid", "kid", "is", "fid_shots")
 
 
-# ---- images -----------------------------------------------------------------------------------
+def preflight(metrics, opts) -> None:
+    """Fail before generating or training anything: every weights file the metrics need
+    (``weights.resolve``: explicit path > env var > $RAYGAN_WEIGHTS > torch hub cache) and
+    every image folder they read, each image decoded once."""
+    from raygan.data.images import check_folder
+    from raygan.metrics import weights
 
-def _folder_images(folder, size: int) -> torch.Tensor:
-    from raygan.metrics.published import image_files, read_images_u8
-
-    u8 = read_images_u8(image_files(folder), size)
-    return torch.from_numpy(u8).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    metrics = set(metrics)
+    if metrics & set(INCEPTION_METRICS):
+        weights.resolve("inception", opts.inception)
+    if "intra_lpips" in metrics:
+        weights.resolve({"vgg": "vgg16", "alex": "alexnet"}[opts.lpips_net], opts.lpips_weights)
+    if "scs" in metrics and opts.scs_edges == "hed":
+        weights.resolve("hed", opts.hed)
+    if opts.reference and metrics & {"fid", "kid"}:
+        check_folder(opts.reference, 2, "reference images")
+    if opts.shots and metrics & {"intra_lpips", "intra_shapesnet", "fid_shots"}:
+        check_folder(opts.shots, 1, "shots")
 
 
 def _state_hash(net: torch.nn.Module) -> str:
@@ -33,26 +51,51 @@ def _state_hash(net: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=4)
+def _network(kind: str, path: str, sha256: str, device: str, what: str = ""):
+    """A metric network loaded once per process per weights file (``sha256`` keys the file's
+    content, so a replaced file is loaded again)."""
+    if kind == "inception":
+        from raygan.metrics.inception import load_fid_inception
+        from raygan.metrics.weights import WeightsFile, KNOWN
+
+        return load_fid_inception(WeightsFile(Path(path), sha256, KNOWN["inception"]), device)
+    import pickle
+
+    from raygan.metrics.diversity import lpips_distance
+
+    try:
+        return lpips_distance(kind, device, path=path)
+    except (RuntimeError, KeyError, ValueError, EOFError, OSError, pickle.UnpicklingError) as e:
+        first = str(e).strip().splitlines()[0][:100] if str(e).strip() else ""
+        raise UserError(path, f"not {what or kind}'s state dict ({type(e).__name__}: {first})") from None
+
+
 # ---- the metrics ------------------------------------------------------------------------------
 
 class Run:
     """What one evaluation computes once and shares between metrics; ``opts`` is
-    raygan.eval.EvalOptions."""
+    raygan.eval.EvalOptions. ``shots`` ((images, description)) overrides ``opts.shots``: a
+    trial passes the shots it trains on."""
 
-    def __init__(self, opts, src, images: torch.Tensor, z: torch.Tensor):
+    def __init__(self, opts, src, images: torch.Tensor, z: torch.Tensor, shots=None):
         self.opts, self.src, self.images, self.z = opts, src, images, z
         self.size = src.size
+        self._shots = shots
         self._inception = self._shapesnet = None
 
     # -- Inception metrics
+    def inception_net(self):
+        from raygan.metrics import weights
+
+        w = weights.resolve("inception", self.opts.inception)
+        return w, _network("inception", str(w.path), w.sha256, str(self.opts.device))
+
     def inception(self):
         if self._inception is None:
-            from raygan.metrics import weights
-            from raygan.metrics.inception import load_fid_inception
             from raygan.metrics.published import inception_outputs, to_uint8
 
-            w = weights.resolve("inception", self.opts.inception)
-            net = load_fid_inception(w, self.opts.device)
+            w, net = self.inception_net()
             pool, logits = inception_outputs(to_uint8(self.images), net, self.opts.batch)
             self._inception = (w, net, pool, logits)
         return self._inception
@@ -63,15 +106,20 @@ class Run:
         return INCEPTION_NAME if w.verified else f"inception-v3-fid layout, UNVERIFIED weights {w.path.name}"
 
     def reference_features(self) -> tuple[np.ndarray, str]:
+        """Inception pool3 features of the reference set, cached on disk: a folder's images are
+        prepared as the shots are (``data.images.resize_crop`` to the generator's size)."""
         from raygan.metrics.features import default_cache_dir
-        from raygan.metrics.published import (cached_features, folder_identity, image_files, inception_outputs,
-                                              read_images_u8, reference_cache_path, to_uint8)
+        from raygan.metrics.published import cached_features, inception_outputs, reference_cache_path, to_uint8
 
-        w, net = self.inception()[:2]
+        w, net = self.inception_net()
         if self.opts.reference:
-            files = image_files(self.opts.reference)
-            ident = f"folder {Path(self.opts.reference).resolve()} #{folder_identity(Path(self.opts.reference), files)}"
-            compute = lambda: np.concatenate([inception_outputs(read_images_u8(files[i:i + 500]), net,  # noqa: E731
+            from raygan.data.images import image_files, read_folder
+            from raygan.metrics.published import folder_identity
+
+            folder = Path(self.opts.reference).expanduser()
+            files = image_files(folder, what="reference images")
+            ident = f"folder {folder.resolve()} #{folder_identity(folder, files)} at {self.size}px"
+            compute = lambda: np.concatenate([inception_outputs(read_folder(files[i:i + 500], self.size), net,  # noqa: E731
                                                                 self.opts.batch)[0]
                                               for i in range(0, len(files), 500)])
             n = len(files)
@@ -91,6 +139,17 @@ class Run:
         w, _, pool, _ = self.inception()
         ref, ref_name = self.reference_features()
         return [Score("fid", fid_from_features(pool, ref), self.network_name(w), w.sha256, RESIZE, len(pool), ref_name)]
+
+    def fid_shots(self):
+        """FID against the training shots themselves: what a folder target without a reference
+        set can be scored by (few images: high variance, named so that it never passes for FID)."""
+        from raygan.metrics.published import RESIZE, Score, fid_from_features, inception_outputs, to_uint8
+
+        w, net, pool, _ = self.inception()
+        shots, shots_name = self.shots()
+        ref = inception_outputs(to_uint8(shots), net, self.opts.batch)[0]
+        return [Score("fid_shots", fid_from_features(pool, ref), self.network_name(w), w.sha256, RESIZE, len(pool),
+                      shots_name)]
 
     def kid(self):
         from raygan.metrics.published import KID_SUBSET_SIZE, KID_SUBSETS, RESIZE, Score, kid
@@ -112,33 +171,33 @@ class Run:
 
     # -- LPIPS diversity
     def shots(self) -> tuple[torch.Tensor, str]:
-        if self.opts.shots:
-            shots = _folder_images(self.opts.shots, self.size)
-            return shots, f"{len(shots)} shots from {Path(self.opts.shots).resolve()}"
-        from raygan.data.synthetic import few_shot_target
+        if self._shots is None:
+            if self.opts.shots:
+                from raygan.data.images import load_shots
 
-        return few_shot_target(size=self.size, n_shots=10, seed=0), "embedded 10 target shots (seed 0)"
+                shots, files = load_shots(self.opts.shots, None, 0, self.size)
+                self._shots = shots, f"{len(shots)} shots from {Path(self.opts.shots).expanduser().resolve()}"
+            else:
+                from raygan.data.synthetic import few_shot_target
+
+                self._shots = few_shot_target(size=self.size, n_shots=10, seed=0), "embedded 10 target shots (seed 0)"
+        return self._shots
 
     def intra_lpips(self):
-        import pickle
         from importlib.metadata import version
 
         from raygan.metrics import weights
-        from raygan.metrics.diversity import LPIPS_MIN_SIZE, intra_cluster_diversity, lpips_distance
+        from raygan.metrics.diversity import LPIPS_MIN_SIZE, intra_cluster_diversity
         from raygan.metrics.published import Score
 
         backbone = self.opts.lpips_net
         w = weights.resolve({"vgg": "vgg16", "alex": "alexnet"}[backbone], self.opts.lpips_weights)
-        try:
-            dist = lpips_distance(backbone, self.opts.device, path=w.path)
-        except (RuntimeError, KeyError, ValueError, EOFError, OSError, pickle.UnpicklingError) as e:
-            first = str(e).strip().splitlines()[0][:100] if str(e).strip() else ""
-            raise UserError(w.path, f"not {w.known.what}'s state dict ({type(e).__name__}: {first})") from None
+        dist = _network(backbone, str(w.path), w.sha256, str(self.opts.device), w.known.what)
         shots, shots_name = self.shots()
         value = intra_cluster_diversity(self.images, shots, dist, seed=self.opts.seed)
         resize = f"bilinear to {LPIPS_MIN_SIZE} px" if self.size < LPIPS_MIN_SIZE else "none"
         verified = "" if w.verified else ", UNVERIFIED backbone"
-        return [Score(f"intra_lpips_{backbone}", value, f"lpips {version('lpips')} {backbone} v0.1{verified}",
+        return [Score("intra_lpips", value, f"lpips {version('lpips')} {backbone} v0.1{verified}",
                       w.sha256, resize, len(self.images), f"nearest of {shots_name}; <= 50 per cluster")]
 
     # -- SCS

@@ -39,17 +39,35 @@ def build_method(cfg: dict, device="cpu", grad_sync=no_sync, rank=0, dataset_sha
     """Typed sections, the method object, and its source model (None for methods
     trained from scratch), from a plain config."""
     t = typed(cfg)
+    # Freshly initialised parts (e.g. CDC's patch head) draw from torch's global RNG: seed it
+    # first, and alike on every rank, so that a run is reproducible and its workers start equal.
+    torch.manual_seed(t["train"].seed * 1000)
     method = family_of(t["method_name"]).build(t, device=device, grad_sync=grad_sync,
                                                seed=t["train"].seed * 1000 + rank, dataset_shard=dataset_shard)
     return t, method, getattr(method, "source", None)
 
 
-def prepare(cfg: dict, methods: list[str], where: str, progress=print) -> None:
+def prepare(cfg: dict, methods: list[str], where: str, progress=print, objectives=()) -> None:
     """Before any trial: each method family checks its knobs against what they
-    depend on (e.g. α^l against the source model) and builds what trials share
-    (e.g. RSSA's inversion of the shots)."""
+    depend on (e.g. α^l against the source model, the metrics' weights files, that
+    the search ``objectives`` are reported) and builds what trials share (e.g.
+    RSSA's inversion of the shots)."""
     t = typed(cfg, where)
-    family_of(t["method_name"]).prepare(t, methods, where, progress)
+    family_of(t["method_name"]).prepare(t, methods, where, progress, objectives)
+
+
+PROVENANCE_FILE = "metrics_provenance.json"
+
+
+def write_provenance(folder: str, provenance: dict) -> None:
+    """Where each reported metric's number comes from (network, weights sha256, resize,
+    samples, reference), beside the trial's TensorBoard logs."""
+    import json
+    from pathlib import Path
+
+    path = Path(folder) / PROVENANCE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(provenance, indent=2, default=str))
 
 
 def run(cfg: dict, hooks: Hooks) -> dict:
@@ -67,12 +85,16 @@ def run(cfg: dict, hooks: Hooks) -> dict:
             # folder too, and two writers that start in the same second would share one file.
             writer = SummaryWriter(hooks.log_dir, filename_suffix=".raygan")
     t0 = time.perf_counter()
+    provenance_written = []
 
     def evaluate(logs: dict) -> dict:
         step = method.step_count
         metrics = {"step": step, **logs, "sec_per_step": (time.perf_counter() - t0) / max(step, 1)}
         if evaluator is not None:
             metrics.update(evaluator.metrics(method))
+            if hooks.log_dir and evaluator.provenance and not provenance_written:
+                write_provenance(hooks.log_dir, evaluator.provenance)
+                provenance_written.append(True)
             if writer is not None:
                 for k, v in metrics.items():
                     writer.add_scalar(k, v, step)

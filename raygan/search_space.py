@@ -179,7 +179,11 @@ def _split_section(cls, mapping, where, section, space) -> dict:
         else:
             constants[key] = value
     obj = C.build(cls, constants, where, section)  # validates constants and cross-field rules
-    return dataclasses.asdict(obj)
+    out = dataclasses.asdict(obj)
+    for key, f in fields.items():
+        if f.metadata.get("path") and isinstance(out[key], str):
+            out[key] = C.absolute_path(out[key])
+    return out
 
 
 def _split_list(f, values: list, where: str, key: str, space) -> list:

@@ -1,6 +1,8 @@
 """Experiment YAML: every kind of bad input is a one-line error naming file and key, exit 2."""
 import textwrap
 
+from pathlib import Path
+
 import pytest
 
 from raygan.cli import main
@@ -93,7 +95,9 @@ def test_missing_checkpoint_path_is_caught_before_ray_starts(tmp_path, capsys):
     path = write(tmp_path, "method: {name: dcl, tau: {uniform: [0.05, 0.1]}}\nmodel: {checkpoint: nope/g.pt}\n")
     assert main(["tune", str(path), "--output", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "raygan: error: nope/g.pt: no such checkpoint file (expected a StyleGAN2 .pt in rosinality layout)"
+    # relative paths are taken from where raygan was started (trials run in their own folders)
+    missing = Path.cwd() / "nope" / "g.pt"
+    assert err == f"raygan: error: {missing}: no such checkpoint file (expected a StyleGAN2 .pt in rosinality layout)"
     assert not (tmp_path / "out").exists()
 
 

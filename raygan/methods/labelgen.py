@@ -342,6 +342,7 @@ class Evaluation:
     feature space. Given data.eval_root + data.segmenter: that segmenter's mIoU on those
     held-out pairs. Grid: label maps, real images, generated images."""
     grid_name = "labels_real_generated"
+    provenance: dict = {}  # the family's metric names say their networks (miou_<segmenter>, fd_segnet)
 
     def __init__(self, t: dict, method: LabelToImage, device="cpu"):
         from raygan.metrics.label_eval import SceneEvaluator, packed_evaluator
@@ -363,7 +364,7 @@ class Evaluation:
 make_evaluator = Evaluation
 
 
-def prepare(t: dict, methods: list[str], where: str, progress=print) -> None:
+def prepare(t: dict, methods: list[str], where: str, progress=print, objectives=()) -> None:
     """In the driver, once: check the VGG weights and the user's segmenter and held-out
     split, or train/load the cached scene segmenter."""
     from raygan.data.semipaired import read_split

@@ -1,13 +1,18 @@
 """What a few-shot trial reports at each evaluation, on a fixed batch of z.
 
+``train.metrics`` names them; left empty, the embedded sketches target reports
 - ``realism``: p_t of DCL Eq. 3, the shapesnet domain head's mean probability
   that G_t(z) is a target-domain image;
 - ``intra_<dist>``: the DCL paper's intra-cluster diversity around the shots
-  (``intra_lpips_vgg`` when VGG weights are in the torch cache);
+  (``intra_lpips_vgg`` when VGG weights are in the torch cache, else ``intra_shapesnet``);
 - ``fd_shapesnet``: Fréchet distance to held-out target images in shapesnet's
   feature space (not Inception: hence the name);
 - ``scs_<edges>``: RSSA's structural consistency of G_t(z) with G_s(z) for the
-  same z and noise (Eq. 9–10), on the first ``N_SCS`` samples.
+  same z and noise (Eq. 9–10), on the first ``N_SCS`` samples;
+and a folder target reports ``fid`` (against ``data.reference``; without one ``fid_shots``,
+against the shots), ``intra_lpips`` and ``scs_<edges>``. The published metrics (fid, kid,
+fid_shots, intra_lpips) are computed by raygan.eval_fewshot.Run, as `raygan eval` computes
+them; every score's provenance is kept in ``provenance``.
 """
 from __future__ import annotations
 
@@ -15,67 +20,120 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid
 
+from raygan.config import TRIAL_METRICS  # noqa: F401  (the names ``metrics`` accepts)
 from raygan.data.synthetic import held_out
-from raygan.metrics.diversity import intra_cluster_diversity, make_distance
-from raygan.metrics.features import VERSION, default_cache_dir, extract_features, load_shapesnet
-from raygan.metrics.fid import cached_stats, feature_stats, frechet_distance
-from raygan.metrics.realism import realism
-from raygan.metrics.sampling import generate
-from raygan.metrics.scs import make_edge_detector, scs
+from raygan.metrics.sampling import eval_codes, generate
 
 N_REFERENCE = 2000  # held-out target images behind the Fréchet statistics
 N_SCS = 200  # sample pairs behind SCS
+GENERATE_BATCH = 200
+EMBEDDED_DEFAULT = ("realism", "intra", "fd_shapesnet", "scs")  # "intra": LPIPS-VGG if cached, else ShapesNet
+SHAPESNET_METRICS = ("realism", "intra", "intra_shapesnet", "fd_shapesnet")
+RUN_METRICS = ("fid", "kid", "fid_shots", "intra_lpips")  # computed by eval_fewshot.Run
 
 
 def reference_stats(net, size: int, n: int = N_REFERENCE) -> tuple[np.ndarray, np.ndarray]:
     """Feature statistics of held-out target images, cached on disk per size."""
+    from raygan.metrics.features import VERSION, default_cache_dir, extract_features
+    from raygan.metrics.fid import cached_stats
+
     path = default_cache_dir() / f"ref_sketches_{size}px_{n}_{VERSION}.npz"
     return cached_stats(path, lambda: extract_features(held_out("target", n, size=size, seed=1), net).numpy())
 
 
 def warm_cache(size: int) -> None:
     """Train/load shapesnet and the reference statistics once, before trials start."""
+    from raygan.metrics.features import load_shapesnet
+
     reference_stats(load_shapesnet(size), size)
 
 
 class Evaluator:
     """The metrics of a G_t on a fixed batch of z and seeded noise; ``latent_map``
     (z -> W+) is how the method samples G_t (RSSA: compressed styles), the source
-    row of the grid and SCS's reference are G_s through its own mapping."""
+    row of the grid and SCS's reference are G_s through its own mapping.
+
+    ``metrics``: names of TRIAL_METRICS (None: EMBEDDED_DEFAULT); ``run_options`` (a
+    raygan.eval.EvalOptions) and ``source`` (the SourceModel) are what the published ones need."""
 
     def __init__(self, g_source, shots: torch.Tensor, n_samples: int, seed: int = 0, device="cpu",
-                 n_grid: int = 8, edges: tuple | None = None, latent_map=None):
+                 n_grid: int = 8, edges: tuple | None = None, latent_map=None, metrics=None,
+                 run_options=None, source=None, shots_name: str = "the shots"):
+        from raygan.metrics.scs import make_edge_detector
+
         self.size, self.device = shots.shape[-1], device
-        self.net = load_shapesnet(self.size, device=device)
-        self.shots = shots
-        self.mu, self.sigma = reference_stats(self.net, self.size)
-        self.dist_name, self.distance = make_distance("auto", net=self.net)
-        gen = torch.Generator().manual_seed(10_000 + seed)
-        self.z = torch.randn(n_samples, g_source.style_dim, generator=gen)
+        self.names = tuple(metrics or EMBEDDED_DEFAULT)
+        self.shots, self.shots_name = shots, shots_name
+        self.run_options, self.source = run_options, source
+        self.z = eval_codes(n_samples, g_source.style_dim, seed)
         self.noise_seed = seed
         self.latent_map = latent_map
         self.n_grid = n_grid
         self.source_grid = self.generate(g_source, self.z[:n_grid], latent_map=None)
         self.scs_name, self.edges = edges or make_edge_detector("sobel")
-        self.source_scs = self.generate(g_source, self.z[:N_SCS], latent_map=None)
+        self.source_scs = self.generate(g_source, self.z[:N_SCS], latent_map=None) if "scs" in self.names else None
+        self.provenance: dict[str, dict] = {}
+        if set(self.names) & set(SHAPESNET_METRICS):
+            self._load_shapesnet()
+
+    def _load_shapesnet(self):
+        from raygan.metrics.diversity import make_distance
+        from raygan.metrics.features import load_shapesnet
+
+        self.net = load_shapesnet(self.size, device=self.device)
+        self.mu, self.sigma = reference_stats(self.net, self.size)
+        self.dist_name, self.distance = (make_distance("auto", net=self.net) if "intra" in self.names
+                                         else make_distance("shapesnet", net=self.net))
 
     def generate(self, g, z=None, latent_map="method") -> torch.Tensor:
         """G(z) for a prefix of ``self.z`` (all by default) with the noise of the full run."""
         z = self.z if z is None else z
         latent_map = self.latent_map if latent_map == "method" else latent_map
-        return generate(g, z, self.noise_seed, N_SCS, self.device, latent_map)
+        return generate(g, z, self.noise_seed, GENERATE_BATCH, self.device, latent_map)
 
     @torch.no_grad()
     def metrics(self, g) -> dict:
+        from raygan.metrics.diversity import intra_cluster_diversity
+        from raygan.metrics.features import extract_features
+        from raygan.metrics.fid import feature_stats, frechet_distance
+        from raygan.metrics.realism import realism
+        from raygan.metrics.scs import scs
+
         images = self.generate(g)
-        feats = extract_features(images, self.net)
-        mu, sigma = feature_stats(feats.numpy())
-        return {
-            "realism": realism(images, self.net),
-            self.dist_name: intra_cluster_diversity(images, self.shots.cpu(), self.distance),
-            "fd_shapesnet": frechet_distance(mu, sigma, self.mu, self.sigma),
-            self.scs_name: scs(images[:N_SCS], self.source_scs, self.edges),
-        }
+        out = {}
+        if "realism" in self.names:
+            out["realism"] = realism(images, self.net)
+        if {"intra", "intra_shapesnet"} & set(self.names):
+            out[self.dist_name] = intra_cluster_diversity(images, self.shots.cpu(), self.distance)
+        if "fd_shapesnet" in self.names:
+            mu, sigma = feature_stats(extract_features(images, self.net).numpy())
+            out["fd_shapesnet"] = frechet_distance(mu, sigma, self.mu, self.sigma)
+        if "scs" in self.names:
+            out[self.scs_name] = scs(images[:N_SCS], self.source_scs, self.edges)
+        published = [m for m in self.names if m in RUN_METRICS]
+        if published:
+            from raygan.eval_fewshot import Run
+
+            run = Run(self.run_options, self.source, images, self.z, shots=(self.shots.cpu(), self.shots_name))
+            for name in published:
+                for score in run.compute(name):
+                    out[score.metric] = score.value
+                    self.provenance[score.metric] = {k: v for k, v in score.record().items() if k != "value"}
+        for key in out:
+            self.provenance.setdefault(key, self._embedded_provenance(key, len(images)))
+        return out
+
+    def _embedded_provenance(self, key: str, n: int) -> dict:
+        from raygan.metrics.features import VERSION
+
+        if key == self.scs_name:
+            return {"metric": key, "network": f"{key[4:]} edges", "samples": min(n, N_SCS),
+                    "reference": "G_s(z), same z and noise"}
+        reference = {"realism": "domain head (DCL Eq. 3)",
+                     "fd_shapesnet": f"embedded held-out target sketches ({N_REFERENCE}, seed 1)"}
+        return {"metric": key, "network": f"shapesnet {VERSION} (raygan's own)" if "lpips" not in key else
+                "lpips vgg (torch hub cache)", "samples": n,
+                "reference": reference.get(key, f"nearest of {self.shots_name}; <= 50 per cluster")}
 
     def grid(self, g) -> torch.Tensor:
         """Source (top row) and adapted (bottom row) samples for the same z, [3, H, W] in [0, 1]."""

@@ -202,37 +202,6 @@ def folder_identity(folder: Path, files: list[Path]) -> str:
     return h.hexdigest()[:12]
 
 
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
-
-
-def image_files(folder) -> list[Path]:
-    p = Path(folder)
-    if not p.is_dir():
-        raise UserError(folder, "no such folder (expected a folder of images)")
-    files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS)
-    if len(files) < 2:
-        raise UserError(folder, f"expected at least two images ({', '.join(sorted(IMAGE_EXTS))}), found {len(files)}")
-    return files
-
-
-def read_images_u8(files: list[Path], size: int | None = None) -> np.ndarray:
-    """RGB uint8 [N, H, W, 3]; ``size`` resizes each (PIL bicubic) so that they stack
-    (None: all must share one size)."""
-    out = []
-    for f in files:
-        try:
-            with Image.open(f) as im:
-                im = im.convert("RGB")
-                if size is not None and im.size != (size, size):
-                    im = im.resize((size, size), Image.BICUBIC)
-                out.append(np.asarray(im, dtype=np.uint8))
-        except OSError as e:
-            raise UserError(f, f"not a readable image ({e})") from None
-    if len({a.shape for a in out}) > 1:
-        raise UserError(files[0].parent, "images differ in size")
-    return np.stack(out)
-
-
 def cached_features(path: Path, compute) -> np.ndarray:
     """``compute()`` ([N, D] float) cached as an npz at ``path``; a corrupt cache is recomputed."""
     path = Path(path)

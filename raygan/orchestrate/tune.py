@@ -138,7 +138,8 @@ def prepare_shared_assets(exp: Experiment) -> None:
     networks (and e.g. RSSA's inversions) once in the driver, not in every trial."""
     from raygan.loop import prepare
 
-    prepare(exp.trial_config, exp.methods, exp.path, progress=lambda line: print(f"raygan: {line}", flush=True))
+    prepare(exp.trial_config, exp.methods, exp.path, progress=lambda line: print(f"raygan: {line}", flush=True),
+            objectives=exp.search.objectives)
 
 
 def _identity(exp: Experiment) -> dict:
