@@ -17,11 +17,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 
 from raygan.errors import UserError
 from raygan.eval_fewshot import EMBEDDED, PUBLISHED, Run, preflight
-from raygan.metrics.sampling import generate
+from raygan.metrics.sampling import eval_codes, generate
 
 LABEL_TO_IMAGE = ("miou",)  # the family's evaluation: miou_*, and with SegNet miou_rare, fd_segnet
 METRICS = PUBLISHED + EMBEDDED + LABEL_TO_IMAGE
@@ -157,8 +156,7 @@ def evaluate_checkpoint(path, opts: EvalOptions, progress=print) -> tuple[list[d
     preflight(opts.metrics, opts)
     out = _output_path(opts, given, ckpt)
     src, ckpt_sha = load_generator(ckpt)
-    z = torch.randn(opts.samples, src.g_config.get("style_dim", 512),
-                    generator=torch.Generator().manual_seed(10_000 + opts.seed))
+    z = eval_codes(opts.samples, src.g_config.get("style_dim", 512), opts.seed)
     t0 = time.time()
     g = src.generator()
     images = generate(g, z, opts.seed, opts.batch, opts.device, latent_map_of(state or {}, g))

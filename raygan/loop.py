@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 
 from raygan.methods.fewshot import no_sync
-from raygan.search_space import family_of, typed
+from raygan.search_space import family_of, resolve, typed
 
 
 @dataclass
@@ -47,13 +47,15 @@ def build_method(cfg: dict, device="cpu", grad_sync=no_sync, rank=0, dataset_sha
     return t, method, getattr(method, "source", None)
 
 
-def prepare(cfg: dict, methods: list[str], where: str, progress=print, objectives=()) -> None:
+def prepare(cfg: dict, methods: list[str], where: str, progress=print, objectives=()) -> dict:
     """Before any trial: each method family checks its knobs against what they
     depend on (e.g. α^l against the source model, the metrics' weights files, that
     the search ``objectives`` are reported) and builds what trials share (e.g.
-    RSSA's inversion of the shots)."""
+    RSSA's inversion of the shots). Returns ``cfg`` with the knobs the family pins
+    (e.g. the weights files it found) set."""
     t = typed(cfg, where)
-    family_of(t["method_name"]).prepare(t, methods, where, progress, objectives)
+    pinned = family_of(t["method_name"]).prepare(t, methods, where, progress, objectives)
+    return resolve(cfg, pinned)
 
 
 PROVENANCE_FILE = "metrics_provenance.json"

@@ -88,3 +88,19 @@ def test_shots_are_flipped_only_with_flip():
     assert 0.3 < flipped.float().mean() < 0.7 and ((batch == shots).flatten(1).all(1) | flipped).all()
     m.train = dataclasses.replace(m.train, flip=False)
     assert (m.real_batch(16) == shots).all()
+
+
+def test_a_run_is_reproducible_whatever_the_global_rng_held_before():
+    """CDC's patch head is initialised from torch's global RNG: the loop seeds it before building
+    the method (it once did after, and every CDC/DCL/RSSA run started from another patch head)."""
+    from raygan.loop import Hooks, run
+    from raygan.search_space import load_experiment
+
+    cfg = load_experiment("search_spaces/cdc.yaml").trial_config
+    cfg["train"].update(steps=3, eval_every=3, eval_samples=20, batch_size=2)
+    cfg["method"]["lambda_dist"] = 1000.0
+    finals = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        finals.append({k: v for k, v in run(cfg, Hooks(report=lambda m, s: None)).items() if k != "sec_per_step"})
+    assert finals[0] == finals[1]

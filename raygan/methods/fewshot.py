@@ -396,16 +396,30 @@ def check_metrics(t: dict, objectives, where: str) -> None:
         if metric not in names:
             raise UserError(where, f"search.metric: {metric!r} is not reported by this experiment's trials "
                                    f"(they report {', '.join(names)}; set train.metrics)")
-    opts = run_options(t)
-    preflight(metrics, opts)
+    preflight(metrics, run_options(t))
     if "scs" in metrics:
         edge_detector(train)  # a bad HED file fails here
 
 
-def prepare(t: dict, methods: list[str], where: str, progress=print, objectives=()) -> None:
+def pinned_weights(t: dict) -> dict[str, str]:
+    """The weights files this driver found, as knobs for the trials (``train.*_weights``): a
+    trial then reads the very file that was checked and hashed here, whatever environment its
+    Ray worker was started with."""
+    from raygan.metrics import weights
+
+    metrics, train = set(trial_metrics(t["data"], t["train"])), t["train"]
+    wanted = {"inception_weights": ("inception", bool(metrics & {"fid", "kid", "fid_shots"})),
+              "lpips_weights": ({"vgg": "vgg16", "alex": "alexnet"}[train.lpips_net], "intra_lpips" in metrics),
+              "hed_weights": ("hed", "scs" in metrics and train.scs_edges == "hed")}
+    return {f"train.{knob}": str(weights.resolve(name, getattr(train, knob) or None).path.resolve())
+            for knob, (name, used) in wanted.items() if used}
+
+
+def prepare(t: dict, methods: list[str], where: str, progress=print, objectives=()) -> dict[str, str]:
     """Check the metrics and each method's knobs against the source (a module's ``check``)
     and build what its trials share (a module's ``prepare``, the metric caches); methods of
-    a grid other than the configured one run with their defaults."""
+    a grid other than the configured one run with their defaults. Returns the knobs to pin
+    in every trial (``pinned_weights``)."""
     from raygan.config import build as build_config
     from raygan.data.images import target_shots
     from raygan.models.checkpoint import load_source
@@ -415,7 +429,7 @@ def prepare(t: dict, methods: list[str], where: str, progress=print, objectives=
     if not t["data"].embedded:
         from raygan.data.images import check_folder
 
-        check_folder(t["data"].target, t["data"].shots, "target images")
+        check_folder(t["data"].target, 1, "target images")  # every file decoded; too few: target_shots says so
     shots, _ = target_shots(t["data"], source.size)
     check_metrics(t, objectives, where)
     for name in methods:
@@ -426,6 +440,7 @@ def prepare(t: dict, methods: list[str], where: str, progress=print, objectives=
         if hasattr(module, "prepare"):
             module.prepare(mcfg, source, shots, progress)
     warm_caches(t, source, shots, progress)
+    return pinned_weights(t)
 
 
 def warm_caches(t: dict, source, shots, progress=print) -> None:

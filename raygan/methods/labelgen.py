@@ -364,9 +364,9 @@ class Evaluation:
 make_evaluator = Evaluation
 
 
-def prepare(t: dict, methods: list[str], where: str, progress=print, objectives=()) -> None:
+def prepare(t: dict, methods: list[str], where: str, progress=print, objectives=()) -> dict[str, str]:
     """In the driver, once: check the VGG weights and the user's segmenter and held-out
-    split, or train/load the cached scene segmenter."""
+    split, or train/load the cached scene segmenter. Pins no knobs (returns {})."""
     from raygan.data.semipaired import read_split
     from raygan.losses.segmentation import load_vgg_perceptual
     from raygan.metrics.miou import load_segnet, scene_reference_stats
@@ -393,5 +393,6 @@ def prepare(t: dict, methods: list[str], where: str, progress=print, objectives=
             raise UserError(d.eval_root, f"held-out split has {held['n_classes']} classes at {held['size']} px; "
                                          f"the training data has {want[0]} at {want[1]} px")
         load_segmenter(d.segmenter, held["n_classes"], size)  # a bad file is a one-line error here
-        return
+        return {}
     scene_reference_stats(load_segnet(size), size)
+    return {}

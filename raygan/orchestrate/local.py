@@ -25,7 +25,8 @@ def train_local(exp: Experiment, out: Path) -> dict:
     from raygan.loop import Hooks, prepare, run
     from raygan.models.checkpoint import save_atomic
 
-    prepare(exp.trial_config, [exp.trial_config["method"]["name"]], exp.path, objectives=exp.search.objectives)
+    exp.trial_config = prepare(exp.trial_config, [exp.trial_config["method"]["name"]], exp.path,
+                               objectives=exp.search.objectives)
     _fresh_dir(exp, out)
     threads = exp.trial_config["train"]["torch_threads"] or os.cpu_count()
     torch.set_num_threads(threads)

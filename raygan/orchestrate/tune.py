@@ -135,11 +135,12 @@ def _scheduler(exp: Experiment):
 
 def prepare_shared_assets(exp: Experiment) -> None:
     """Check the methods against the source model and build the cached metric
-    networks (and e.g. RSSA's inversions) once in the driver, not in every trial."""
+    networks (and e.g. RSSA's inversions) once in the driver, not in every trial;
+    the trials' config gets the files the checks found (``loop.prepare``)."""
     from raygan.loop import prepare
 
-    prepare(exp.trial_config, exp.methods, exp.path, progress=lambda line: print(f"raygan: {line}", flush=True),
-            objectives=exp.search.objectives)
+    exp.trial_config = prepare(exp.trial_config, exp.methods, exp.path, objectives=exp.search.objectives,
+                               progress=lambda line: print(f"raygan: {line}", flush=True))
 
 
 def _identity(exp: Experiment) -> dict:

@@ -1,0 +1,208 @@
+"""Few-shot adaptation to the user's own images: a folder of shots, a reference set, published
+metrics as trial objectives, and `raygan eval` of the best trial agreeing with the trial."""
+import csv
+import json
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from raygan.cli import main
+from raygan.data import images as I
+from raygan.errors import UserError
+from raygan.metrics import weights as W
+from raygan.metrics.inception import FIDInception
+from raygan.models.stylegan2 import Discriminator, Generator
+
+SIZE = 64
+
+
+def write_images(folder, n, seed, size=(80, 64)):
+    """n small RGB images (non-square, so the centre crop matters): coloured discs on a plain ground."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size[1], :size[0]]
+    for i in range(n):
+        img = np.empty((size[1], size[0], 3), np.uint8)
+        img[:] = rng.integers(0, 256, 3)
+        cx, cy, r = rng.uniform(20, 60), rng.uniform(16, 48), rng.uniform(6, 20)
+        img[(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] = rng.integers(0, 256, 3)
+        Image.fromarray(img).save(folder / f"img_{i:02d}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    """A 64-px rosinality-layout source, 6 shots, 12 reference images, and stand-in Inception
+    and VGG16 weights of the right architectures in one $RAYGAN_WEIGHTS folder."""
+    root = tmp_path_factory.mktemp("folder_target")
+    torch.manual_seed(0)
+    g = Generator(SIZE, style_dim=32, n_mlp=2, channel_max=32)
+    d = Discriminator(SIZE, channel_max=32)
+    ckpt = root / "source64.pt"
+    torch.save({"g_ema": g.state_dict(), "d": d.state_dict(), "latent_avg": torch.zeros(32)}, ckpt)
+    wdir = root / "weights"
+    wdir.mkdir()
+    torch.save(FIDInception().state_dict(), wdir / W.KNOWN["inception"].file)
+    import torchvision
+
+    vgg = torchvision.models.vgg16(weights=None).features  # LPIPS reads only the conv trunk
+    torch.save({f"features.{k}": v for k, v in vgg.state_dict().items()}, wdir / W.KNOWN["vgg16"].file)
+    return {"ckpt": ckpt, "shots": write_images(root / "shots", 6, 0),
+            "reference": write_images(root / "reference", 12, 1), "weights": wdir}
+
+
+@pytest.fixture
+def weights_env(assets, tmp_path, monkeypatch):
+    monkeypatch.setenv(W.DIR_VAR, str(assets["weights"]))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    monkeypatch.setenv("RAYGAN_CACHE", str(tmp_path / "cache"))
+    for k in W.KNOWN.values():
+        monkeypatch.delenv(k.env, raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
+def experiment(tmp_path, assets, name="folder", **over):
+    text = textwrap.dedent(f"""\
+        name: {name}
+        method:
+          name: cdc
+          lambda_dist: {{loguniform: [100, 5000]}}
+        data:
+          target: {assets['shots']}
+          shots: 6
+          reference: {assets['reference']}
+        model: {{checkpoint: {assets['ckpt']}}}
+        train: {{steps: 4, batch_size: 2, eval_every: 2, eval_samples: 20, metrics: [fid, intra_lpips],
+                 torch_threads: 1}}
+        search: {{num_samples: 2, max_concurrent: 2, metric: fid, mode: min, searcher: random}}
+        scaling: {{cpus_per_worker: 0.5}}
+        """)
+    for key, value in over.items():
+        text = text.replace(key, value)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+# ---- the shots ---------------------------------------------------------------------------------
+
+def test_shots_are_chosen_by_seed_resized_and_centre_cropped(assets):
+    shots, files = I.load_shots(assets["shots"], 4, seed=3, size=SIZE)
+    assert shots.shape == (4, 3, SIZE, SIZE) and shots.min() >= -1 and shots.max() <= 1
+    assert files == sorted(files) and len(set(files)) == 4
+    assert I.load_shots(assets["shots"], 4, seed=3, size=SIZE)[1] == files        # the same seed, the same shots
+    assert any(I.load_shots(assets["shots"], 4, seed=s, size=SIZE)[1] != files for s in range(4, 8))
+    # 80x64 -> shorter side 64 (already), centre crop drops 8 columns on each side
+    with Image.open(files[0]) as im:
+        expect = np.asarray(im.convert("RGB"))[:, 8:72]
+    got = ((shots[0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
+    assert np.abs(got.astype(int) - expect.astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "too_few", "unreadable", "not_an_image"])
+def test_bad_target_folders_are_one_line_errors_before_ray(tmp_path, assets, capsys, case):
+    folder = tmp_path / "shots"
+    if case != "missing":
+        write_images(folder, 0 if case == "empty" else (3 if case == "too_few" else 6), 5)
+    named = folder
+    if case == "unreadable":
+        named = folder / "img_02.png"
+        named.write_bytes(named.read_bytes()[:40])  # truncated PNG
+    elif case == "not_an_image":
+        named = folder / "notes.txt"
+        named.write_text("not an image")
+    path = experiment(tmp_path, assets, **{str(assets["shots"]): str(folder)})
+    out = tmp_path / "out"
+    assert main(["tune", str(path), "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"raygan: error: {named}"), err
+    assert not out.exists()  # nothing written, Ray never started
+    expected = {"missing": "no such folder", "empty": "found 0", "too_few": "data.shots is 6: expected at least 6 images, found 3",
+                "unreadable": "not a readable image", "not_an_image": "not an image file"}[case]
+    assert expected in err, err
+
+
+def test_embedded_only_metrics_are_refused_on_a_folder_target(tmp_path, assets, capsys, weights_env):
+    path = experiment(tmp_path, assets, **{"metrics: [fid, intra_lpips]": "metrics: [fid, realism]"})
+    assert main(["tune", str(path), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "realism uses raygan's ShapesNet" in err
+
+
+def test_fid_without_a_reference_folder_is_refused_and_fid_shots_is_the_default(tmp_path, assets, capsys,
+                                                                               weights_env):
+    path = experiment(tmp_path, assets, **{f"  reference: {assets['reference']}\n": ""})
+    assert main(["tune", str(path), "--output", str(tmp_path / "out")]) == 2
+    assert "fid/kid on a folder target need data.reference" in capsys.readouterr().err
+    from raygan.methods.fewshot import default_objective
+    from raygan.search_space import load_experiment
+
+    plain = experiment(tmp_path, assets, name="plain", **{f"  reference: {assets['reference']}\n": "",
+                                                         "metrics: [fid, intra_lpips], ": "",
+                                                         "metric: fid, mode: min, ": ""})
+    exp = load_experiment(plain)
+    assert exp.search.metric == "fid_shots" and default_objective(exp.trial_config) == ("fid_shots", "min")
+
+
+def test_missing_weights_and_unreported_objective_are_one_line_errors(tmp_path, assets, capsys, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    for k in W.KNOWN.values():
+        monkeypatch.delenv(k.env, raising=False)
+    monkeypatch.delenv(W.DIR_VAR, raising=False)
+    path = experiment(tmp_path, assets)
+    assert main(["tune", str(path), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"raygan: error: {W.KNOWN['inception'].file}: missing"), err
+    monkeypatch.setenv(W.DIR_VAR, str(assets["weights"]))
+    path = experiment(tmp_path, assets, name="objective", **{"metric: fid,": "metric: kid,"})
+    assert main(["tune", str(path), "--output", str(tmp_path / "out")]) == 2
+    assert "'kid' is not reported" in capsys.readouterr().err
+
+
+def test_image_folder_helpers_refuse_what_they_cannot_read(tmp_path):
+    write_images(tmp_path / "ok", 2, 0)
+    (tmp_path / "ok" / ".DS_Store").write_bytes(b"\0")  # hidden files are skipped
+    assert len(I.image_files(tmp_path / "ok")) == 2
+    (tmp_path / "ok" / "sub").mkdir()
+    with pytest.raises(UserError, match="a folder"):
+        I.image_files(tmp_path / "ok")
+
+
+# ---- end to end --------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_micro_search_on_a_folder_with_fid_objective_and_eval_agrees(tmp_path, assets, capsys, weights_env):
+    import ray
+
+    ray.shutdown()  # a Ray instance of an earlier test would not see this test's environment
+    path = experiment(tmp_path, assets)
+    out = tmp_path / "results"
+    try:
+        assert main(["tune", str(path), "--output", str(out)]) == 0
+    finally:
+        ray.shutdown()
+    capsys.readouterr()
+    exp_dir = out / "folder"
+    rows = list(csv.DictReader(open(exp_dir / "results.csv")))
+    assert len(rows) == 2 and all(r["status"] == "ok" for r in rows)
+    for r in rows:
+        assert np.isfinite(float(r["fid"])) and float(r["fid"]) >= 0 and float(r["intra_lpips"]) >= 0
+        assert "realism" not in r and "fd_shapesnet" not in r  # embedded metrics are not computed here
+    best = rows[0]
+    assert float(best["fid"]) == min(float(r["fid"]) for r in rows)
+    trial = next(p for p in exp_dir.iterdir() if p.is_dir() and best["trial"] in p.name)
+    prov = json.loads((trial / "metrics_provenance.json").read_text())
+    assert set(prov) == {"fid", "intra_lpips"}
+    assert "UNVERIFIED" in prov["fid"]["network"] and str(assets["reference"]) in prov["fid"]["reference"]
+    assert len(prov["fid"]["weights_sha256"]) == 64 and "vgg" in prov["intra_lpips"]["network"]
+    # `raygan eval` of the best trial's (last) checkpoint computes the same FID on the same samples
+    scores = tmp_path / "scores.json"
+    assert main(["eval", str(trial), "--metrics", "fid,intra_lpips", "--samples", "20", "--reference",
+                 str(assets["reference"]), "--shots", str(assets["shots"]), "--out", str(scores)]) == 0
+    got = {r["metric"]: r["value"] for r in json.loads(scores.read_text())["scores"]}
+    assert got["fid"] == pytest.approx(float(best["fid"]), rel=1e-6)
+    assert got["intra_lpips"] == pytest.approx(float(best["intra_lpips"]), rel=1e-6)
