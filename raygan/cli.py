@@ -42,12 +42,13 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="score a checkpoint (trial or rosinality layout), with each score's provenance")
     e.add_argument("checkpoint", help="a trial folder, checkpoint_* folder, state.pt or rosinality-layout .pt")
-    e.add_argument("--metrics", help="comma-separated: fid, kid, is, intra_lpips, scs, fd_shapesnet, realism, "
-                                     "intra_shapesnet (default fid,kid,intra_lpips); miou for label-to-image")
+    e.add_argument("--metrics", help="comma-separated: fid, kid, is, fid_shots, intra_lpips, scs, fd_shapesnet, "
+                                     "realism, intra_shapesnet (default fid,kid,intra_lpips); miou for label-to-image")
     e.add_argument("--samples", type=int, default=1000, help="generated images (fixed z, seeded)")
     e.add_argument("--reference", help="folder of real images for fid/kid (default: embedded held-out targets)")
     e.add_argument("--reference-count", type=int, default=2000, help="embedded reference images")
-    e.add_argument("--shots", help="folder of the M training images for intra-LPIPS (default: embedded 10 shots)")
+    e.add_argument("--shots", help="folder of the M training images for intra-LPIPS and fid_shots, prepared as a "
+                                   "trial prepares its shots (default: embedded 10 shots)")
     e.add_argument("--source", default="embedded", help="source generator G_s for scs")
     e.add_argument("--lpips-net", default="vgg", choices=["vgg", "alex"])
     e.add_argument("--scs-edges", default="hed", choices=["hed", "sobel", "canny"],

@@ -39,8 +39,12 @@ def check_value(f: dataclasses.Field, value: Any, where: str, key: str, tp=None)
         if value is None and type(None) in args:
             return None
         args = [a for a in args if a is not type(None)]
-        # A list value is checked against the union's list type, anything else against its first type.
-        tp = next((a for a in args if (typing.get_origin(a) is list) == isinstance(value, list)), args[0])
+        # A value is checked against the union's member of its own type (a list against the list
+        # type), else against the first member.
+        plain = [a for a in args if typing.get_origin(a) is None and isinstance(value, a)
+                 and not (a is int and isinstance(value, bool))]
+        tp = plain[0] if plain else next(
+            (a for a in args if (typing.get_origin(a) is list) == isinstance(value, list)), args[0])
         origin = typing.get_origin(tp)
     if origin is list:
         (item_tp,) = typing.get_args(tp)
@@ -147,7 +151,7 @@ class ModelConfig:
 
 
 # What a few-shot evaluation can report (raygan/metrics/evaluate.py computes them).
-TRIAL_METRICS = ("realism", "intra_shapesnet", "fd_shapesnet", "scs", "fid", "kid", "fid_shots", "intra_lpips")
+TRIAL_METRICS = ("realism", "intra_shapesnet", "fd_shapesnet", "scs", "fid", "kid", "fid_shots", "is", "intra_lpips")
 EMBEDDED_METRICS = ("realism", "intra_shapesnet", "fd_shapesnet")  # raygan's ShapesNet: embedded sketches only
 
 
@@ -244,7 +248,12 @@ class SearchConfig:
 @dataclass
 class ScalingConfig:
     num_workers: int = knob(1, lo=1)
-    use_gpu: bool = knob(False)
+    use_gpu: typing.Union[bool, str] = knob(False, choices=[False, True, "auto"],
+                                            help="one GPU per worker; auto: if the Ray cluster has GPUs")
+
+    def on_cluster(self, gpus: float) -> "ScalingConfig":
+        """This scaling with ``use_gpu: auto`` decided by the GPUs of the cluster it runs on."""
+        return dataclasses.replace(self, use_gpu=gpus > 0) if self.use_gpu == "auto" else self
     # 0.9, not 1: each trial's coordinating actor holds 0.01 CPU, so two 1-CPU
     # trials would need 2.02 CPUs and never both start on a 2-core machine.
     cpus_per_worker: float = knob(0.9, lo=0.0, lo_open=True)

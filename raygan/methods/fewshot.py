@@ -405,10 +405,11 @@ def pinned_weights(t: dict) -> dict[str, str]:
     """The weights files this driver found, as knobs for the trials (``train.*_weights``): a
     trial then reads the very file that was checked and hashed here, whatever environment its
     Ray worker was started with."""
+    from raygan.eval_fewshot import INCEPTION_METRICS
     from raygan.metrics import weights
 
     metrics, train = set(trial_metrics(t["data"], t["train"])), t["train"]
-    wanted = {"inception_weights": ("inception", bool(metrics & {"fid", "kid", "fid_shots"})),
+    wanted = {"inception_weights": ("inception", bool(metrics & set(INCEPTION_METRICS))),
               "lpips_weights": ({"vgg": "vgg16", "alex": "alexnet"}[train.lpips_net], "intra_lpips" in metrics),
               "hed_weights": ("hed", "scs" in metrics and train.scs_edges == "hed")}
     return {f"train.{knob}": str(weights.resolve(name, getattr(train, knob) or None).path.resolve())

@@ -29,7 +29,7 @@ N_SCS = 200  # sample pairs behind SCS
 GENERATE_BATCH = 200
 EMBEDDED_DEFAULT = ("realism", "intra", "fd_shapesnet", "scs")  # "intra": LPIPS-VGG if cached, else ShapesNet
 SHAPESNET_METRICS = ("realism", "intra", "intra_shapesnet", "fd_shapesnet")
-RUN_METRICS = ("fid", "kid", "fid_shots", "intra_lpips")  # computed by eval_fewshot.Run
+RUN_METRICS = ("fid", "kid", "fid_shots", "is", "intra_lpips")  # computed by eval_fewshot.Run
 
 
 def reference_stats(net, size: int, n: int = N_REFERENCE) -> tuple[np.ndarray, np.ndarray]:
@@ -91,15 +91,18 @@ class Evaluator:
         latent_map = self.latent_map if latent_map == "method" else latent_map
         return generate(g, z, self.noise_seed, GENERATE_BATCH, self.device, latent_map)
 
-    @torch.no_grad()
     def metrics(self, g) -> dict:
+        return self.score(self.generate(g))
+
+    @torch.no_grad()
+    def score(self, images: torch.Tensor) -> dict:
+        """The metrics of G(self.z) (as ``generate`` renders it)."""
         from raygan.metrics.diversity import intra_cluster_diversity
         from raygan.metrics.features import extract_features
         from raygan.metrics.fid import feature_stats, frechet_distance
         from raygan.metrics.realism import realism
         from raygan.metrics.scs import scs
 
-        images = self.generate(g)
         out = {}
         if "realism" in self.names:
             out["realism"] = realism(images, self.net)

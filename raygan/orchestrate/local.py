@@ -54,7 +54,8 @@ def train_on_ray(exp: Experiment, out: Path):
     set_ray_env()
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False)
-    result = fit_trial(exp.trial_config, exp.scaling, name="train", storage=str(out), log_dir=str(out))
+    scaling = exp.scaling.on_cluster(ray.cluster_resources().get("GPU", 0))
+    result = fit_trial(exp.trial_config, scaling, name="train", storage=str(out), log_dir=str(out))
     if result.error:
         raise RuntimeError(f"training failed: {result.error}")
     print("raygan: final metrics " + " ".join(f"{k}={v:.4g}" for k, v in (result.metrics or {}).items()

@@ -81,7 +81,7 @@ def ranked_rows(results, exp: Experiment) -> list[dict]:
 
 
 def _is_result_metric(k: str) -> bool:
-    return (k in ("step", "realism", "fd_shapesnet", "sec_per_step", "fid", "kid", "fid_shots")
+    return (k in ("step", "realism", "fd_shapesnet", "sec_per_step", "fid", "kid", "fid_shots", "is")
             or k.startswith(("intra_", "fd_", "scs_", "miou_")))
 
 

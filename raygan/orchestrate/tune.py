@@ -216,6 +216,10 @@ def run_search(exp: Experiment, resume: bool = False):
         ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=True,
                  dashboard_host="127.0.0.1", configure_logging=False)
     cpus, gpus = (ray.cluster_resources().get(k, 0) for k in ("CPU", "GPU"))
+    if exp.scaling.use_gpu == "auto":
+        exp.scaling = exp.scaling.on_cluster(gpus)
+        print(f"raygan: scaling.use_gpu auto: {'one GPU per worker' if exp.scaling.use_gpu else 'CPU only'} "
+              f"(the Ray cluster has {gpus:g} GPUs)", flush=True)
     metric = exp.search.metric
     trainable = tune.with_resources(
         tune.with_parameters(_trial, base=exp.trial_config, scaling=exp.scaling, exp_dir=str(exp_dir),
