@@ -40,8 +40,10 @@ def build_method(cfg: dict, device="cpu", grad_sync=no_sync, rank=0, dataset_sha
     trained from scratch), from a plain config."""
     t = typed(cfg)
     # Freshly initialised parts (e.g. CDC's patch head) draw from torch's global RNG: seed it
-    # first, and alike on every rank, so that a run is reproducible and its workers start equal.
-    torch.manual_seed(t["train"].seed * 1000)
+    # first, alike on every rank, so that a run is reproducible and every rank builds the same
+    # initial networks, as DDP's broadcast from rank 0 would give; run() then seeds each rank's
+    # sampling apart.
+    torch.manual_seed(t["train"].seed)
     method = family_of(t["method_name"]).build(t, device=device, grad_sync=grad_sync,
                                                seed=t["train"].seed * 1000 + rank, dataset_shard=dataset_shard)
     return t, method, getattr(method, "source", None)

@@ -59,6 +59,11 @@ BAD = {
     "dist_in_search": ("method: {name: dcl}\nsearch: {num_samples: {int: [1, 4]}}\n", "search.num_samples: expected an integer"),
     "bad_section": ("method: {name: dcl}\ntrain: 5\n", "train: expected a mapping of settings"),
     "bad_layers": ("method: {name: dcl, g_layers: [0, -1]}\n", "expected indices >= 0"),
+    "reference_on_embedded": ("method: {name: dcl}\ndata: {target: sketches, reference: ref}\n",
+                              "data.reference: the embedded sketches have their own held-out set"),
+    "unknown_metric": ("method: {name: dcl}\ntrain: {metrics: [fid, lpips]}\n", "train.metrics: unknown metric 'lpips'"),
+    "metric_twice": ("method: {name: dcl}\ntrain: {metrics: [fid, fid]}\n", "train.metrics: expected each metric once"),
+    "bad_use_gpu": ("method: {name: dcl}\nscaling: {use_gpu: maybe}\n", "scaling.use_gpu: expected one of"),
 }
 
 
@@ -110,3 +115,12 @@ def test_default_objective_is_the_familys(tmp_path):
     (tmp_path / "dcl.yaml").write_text("method: {name: dcl}\ntrain: {lr: {loguniform: [1.0e-4, 1.0e-3]}}\n")
     exp = load_experiment(tmp_path / "dcl.yaml")
     assert (exp.search.metric, exp.search.mode) == ("fd_shapesnet", "min")
+
+
+def test_use_gpu_auto_follows_the_cluster():
+    from raygan.config import ScalingConfig, build
+
+    auto = build(ScalingConfig, {"use_gpu": "auto"}, "x.yaml", "scaling")
+    assert auto.on_cluster(0).use_gpu is False and auto.on_cluster(4).use_gpu is True
+    fixed = build(ScalingConfig, {"use_gpu": True}, "x.yaml", "scaling")
+    assert fixed.on_cluster(0).use_gpu is True  # an explicit choice is kept (and refused later without GPUs)

@@ -120,9 +120,6 @@ def run_worker(config: dict, session, rank: int, world: int, device, dataset_sha
     hooks = Hooks(report=report, restore=restore, rank=rank, world_size=world, dataset_shard=dataset_shard,
                   grad_sync=grad_sync, log_dir=runtime.get("log_dir") if rank == 0 else None, device=str(device),
                   progress=progress)
-    # Every rank builds the same initial networks (randomly initialised heads too), as
-    # DDP's broadcast from rank 0 would give; run() then seeds each rank's sampling apart.
-    torch.manual_seed(config["train"]["seed"])
     try:
         run(config, hooks)
     except NonFiniteLoss as e:
