@@ -30,7 +30,7 @@ def dcl_config(steps: int, batch: int, threads: int, eval_samples: int = 20) -> 
 
 
 def _instrument(times: list) -> None:
-    from raygan.methods.fewshot import FewShotAdapter
+    from raygan.methods.fewshot.adapter import FewShotAdapter
 
     if getattr(FewShotAdapter.step, "_bench", False):
         FewShotAdapter.step._bench_times = times

@@ -73,7 +73,7 @@ def main() -> None:
     print(machine_line(), flush=True)
 
     from raygan.data.synthetic import few_shot_target
-    from raygan.eval import EvalOptions
+    from raygan.eval_fewshot import EvalOptions
     from raygan.models.checkpoint import SourceModel, load_source
     from raygan.models.stylegan2 import Generator
 

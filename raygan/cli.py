@@ -154,7 +154,8 @@ def cmd_pretrain(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from raygan.eval import EvalOptions, evaluate_checkpoint, format_table, parse_metrics
+    from raygan.eval import evaluate_checkpoint, format_table, parse_metrics
+    from raygan.eval_fewshot import EvalOptions
 
     opts = EvalOptions(metrics=parse_metrics(args.metrics) if args.metrics else None, samples=args.samples, reference=args.reference,
                        reference_count=args.reference_count, shots=args.shots, source=args.source,

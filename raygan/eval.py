@@ -14,37 +14,16 @@ import hashlib
 import json
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 
 from raygan.errors import UserError
-from raygan.eval_fewshot import EMBEDDED, PUBLISHED, Run, preflight
+from raygan.eval_fewshot import EMBEDDED, PUBLISHED, EvalOptions, Run, preflight
 from raygan.metrics.sampling import eval_codes, generate
 
 LABEL_TO_IMAGE = ("miou",)  # the family's evaluation: miou_*, and with SegNet miou_rare, fd_segnet
 METRICS = PUBLISHED + EMBEDDED + LABEL_TO_IMAGE
 DEFAULT_METRICS = ("fid", "kid", "intra_lpips")
-
-
-@dataclass
-class EvalOptions:
-    metrics: tuple | None = None        # None: DEFAULT_METRICS, or miou for a label-to-image checkpoint
-    samples: int = 1000
-    reference: str | None = None        # image folder; None: the embedded held-out targets
-    reference_count: int = 2000         # embedded reference images
-    shots: str | None = None            # image folder; None: the embedded 10 shots
-    source: str = "embedded"            # G_s for SCS
-    lpips_net: str = "vgg"
-    scs_edges: str = "hed"
-    inception: str | None = None        # explicit weights paths (else weights.resolve's lookup)
-    lpips_weights: str | None = None
-    hed: str | None = None
-    seed: int = 0
-    batch: int = 50
-    device: str = "cpu"
-    out: str | None = None
-    config: str | None = None           # experiment YAML of a label-to-image checkpoint outside a run
 
 
 def parse_metrics(text: str) -> tuple:
@@ -135,7 +114,7 @@ def check_options(opts: EvalOptions) -> None:
 def evaluate_checkpoint(path, opts: EvalOptions, progress=print) -> tuple[list[dict], Path]:
     """Score a checkpoint; returns the provenance records and the JSON file written."""
     from raygan.eval_labels import evaluate_labels, is_label_to_image, load_state
-    from raygan.methods.rssa import latent_map_of
+    from raygan.methods.fewshot.rssa import latent_map_of
 
     given = Path(path).expanduser()
     ckpt = find_checkpoint(given)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,26 @@ EMBEDDED_REFERENCE_SEED = 1  # held_out("target", seed=1): the trials' fd_shapes
 PUBLISHED = ("fid", "kid", "is", "fid_shots", "intra_lpips", "scs")  # published networks, any target
 EMBEDDED = ("fd_shapesnet", "realism", "intra_shapesnet")  # raygan's ShapesNet: the embedded sketches only
 INCEPTION_METRICS = ("fid", "kid", "is", "fid_shots")
+
+
+@dataclass
+class EvalOptions:
+    metrics: tuple | None = None        # None: DEFAULT_METRICS, or miou for a label-to-image checkpoint
+    samples: int = 1000
+    reference: str | None = None        # image folder; None: the embedded held-out targets
+    reference_count: int = 2000         # embedded reference images
+    shots: str | None = None            # image folder; None: the embedded 10 shots
+    source: str = "embedded"            # G_s for SCS
+    lpips_net: str = "vgg"
+    scs_edges: str = "hed"
+    inception: str | None = None        # explicit weights paths (else weights.resolve's lookup)
+    lpips_weights: str | None = None
+    hed: str | None = None
+    seed: int = 0
+    batch: int = 50
+    device: str = "cpu"
+    out: str | None = None
+    config: str | None = None           # experiment YAML of a label-to-image checkpoint outside a run
 
 
 def preflight(metrics, opts) -> None:
@@ -75,7 +96,7 @@ def _network(kind: str, path: str, sha256: str, device: str, what: str = ""):
 
 class Run:
     """What one evaluation computes once and shares between metrics; ``opts`` is
-    raygan.eval.EvalOptions. ``shots`` ((images, description)) overrides ``opts.shots``: a
+    EvalOptions. ``shots`` ((images, description)) overrides ``opts.shots``: a
     trial passes the shots it trains on."""
 
     def __init__(self, opts, src, images: torch.Tensor, z: torch.Tensor, shots=None):
@@ -237,14 +258,14 @@ class Run:
                       self.shapesnet()[1], "none", len(self.images), reference)]
 
     def fd_shapesnet(self):
-        from raygan.metrics.evaluate import N_REFERENCE, reference_stats
+        from raygan.metrics.fid import N_SKETCH_REFERENCE, sketch_reference_stats
         from raygan.metrics.features import extract_features
         from raygan.metrics.fid import feature_stats, frechet_distance
 
         net = self.shapesnet()[0]
         mu, sigma = feature_stats(extract_features(self.images, net).numpy())
-        value = frechet_distance(mu, sigma, *reference_stats(net, self.size))
-        return self._embedded("fd_shapesnet", value, f"embedded held-out target sketches ({N_REFERENCE}, seed 1)")
+        value = frechet_distance(mu, sigma, *sketch_reference_stats(net, self.size))
+        return self._embedded("fd_shapesnet", value, f"embedded held-out target sketches ({N_SKETCH_REFERENCE}, seed 1)")
 
     def realism(self):
         from raygan.metrics.realism import realism

@@ -55,7 +55,7 @@ def evaluate_labels(given: Path, ckpt: Path, state: dict, opts, progress=print) 
     from raygan.metrics.label_eval import SceneEvaluator
     from raygan.metrics.miou import VERSION, _fingerprint
     from raygan.metrics.published import Score
-    from raygan.search_space import family_of
+    from raygan.registry import family_of
 
     cfg, source = trial_config(given, ckpt, opts.config)
     cfg = json.loads(json.dumps(cfg))
@@ -68,7 +68,7 @@ def evaluate_labels(given: Path, ckpt: Path, state: dict, opts, progress=print) 
     except (KeyError, RuntimeError) as e:
         raise UserError(ckpt, f"does not fit the {cfg['method']['name']} model of {source} "
                               f"({type(e).__name__}: {str(e).splitlines()[0][:100]})") from None
-    evaluation = family_of(t["method_name"]).make_evaluator(t, method, opts.device)
+    evaluation = family_of(t["method_name"]).evaluation(t, method, opts.device)
     ev = evaluation.evaluator
     if isinstance(ev, SceneEvaluator):
         network, sha = f"segnet {VERSION} (raygan's own, trained on real scenes; not a published network)", \

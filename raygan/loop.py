@@ -14,8 +14,9 @@ from typing import Callable
 
 import torch
 
-from raygan.methods.fewshot import no_sync
-from raygan.search_space import family_of, resolve, typed
+from raygan.sync import no_sync
+from raygan.registry import family_of
+from raygan.search_space import resolve, typed
 
 
 @dataclass
@@ -82,7 +83,7 @@ def run(cfg: dict, hooks: Hooks) -> dict:
         method.load_state_dict(hooks.restore)
     evaluator = writer = None
     if hooks.rank == 0:
-        evaluator = family_of(t["method_name"]).make_evaluator(t, method, hooks.device)
+        evaluator = family_of(t["method_name"]).evaluation(t, method, hooks.device)
         if hooks.log_dir:
             from tensorboardX import SummaryWriter
             # Own suffix: Tune's logger writes events.out.tfevents.<second>.<host> in a trial

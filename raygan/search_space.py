@@ -20,7 +20,6 @@ paper defaults.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import typing
 from dataclasses import dataclass, field
@@ -31,31 +30,17 @@ import yaml
 
 from raygan import config as C
 from raygan.errors import UserError
+from raygan.registry import METHODS, family_of, method_module
 
-METHODS = {"tgan": "raygan.methods.finetune", "freezed": "raygan.methods.freezed", "ewc": "raygan.methods.ewc",
-           "cdc": "raygan.methods.cdc", "dcl": "raygan.methods.dcl", "rssa": "raygan.methods.rssa",
-           "semipaired": "raygan.methods.semipaired", "oasis": "raygan.methods.oasis",
-           "tcr": "raygan.methods.tcr", "usis": "raygan.methods.usis"}
-TRAINABLE_SECTIONS = {"data": C.DataConfig, "model": C.ModelConfig, "train": C.TrainConfig}
+TRAINABLE_SECTIONS = ("data", "model", "train")  # each family's own classes (Family.sections)
 RUN_SECTIONS = {"search": C.SearchConfig, "scaling": C.ScalingConfig, "output": C.OutputConfig}
 TOP_KEYS = ["name", "method", *TRAINABLE_SECTIONS, *RUN_SECTIONS]
 DIST_KINDS = ("uniform", "loguniform", "int", "choice", "grid")
 
 
-def method_module(name: str):
-    """The module implementing a method: it defines ``Config`` and ``Method``."""
-    return importlib.import_module(METHODS[name])
-
-
-def family_of(name: str):
-    """The harness module a method belongs to (few-shot adaptation by default):
-    it builds the method, evaluates it, and may replace config sections."""
-    return getattr(method_module(name), "FAMILY", None) or importlib.import_module("raygan.methods.fewshot")
-
-
 def sections_for(name: str) -> dict:
-    """The data/model/train sections of a method's experiments."""
-    return {**TRAINABLE_SECTIONS, **getattr(family_of(name), "SECTIONS", {})}
+    """The data/model/train sections of a method's experiments (its family's)."""
+    return family_of(name).sections
 
 
 @dataclass
@@ -238,7 +223,7 @@ def load_experiment(path) -> Experiment:
     elif mname not in METHODS:
         raise UserError(where, f"method.name: expected one of {list(METHODS)}, got {mname!r}")
 
-    if "method.name" in space and len({family_of(m).__name__ for m in space["method.name"].args}) > 1:
+    if "method.name" in space and len({family_of(m).name for m in space["method.name"].args}) > 1:
         raise UserError(where, "method.name: a grid may only mix methods of one family "
                                "(few-shot adaptation or label-to-image)")
     trial = {s: _split_section(cls, doc.get(s), where, s, space) for s, cls in sections_for(mname).items()}

@@ -14,9 +14,9 @@ import dataclasses
 import pytest
 import torch
 
-from raygan.config import TrainConfig
+from raygan.methods.fewshot.sections import TrainConfig
 from raygan.data.synthetic import few_shot_target
-from raygan.methods import dcl, finetune
+from raygan.methods.fewshot import dcl, tgan as finetune
 from raygan.metrics.sampling import generate
 from raygan.models.checkpoint import load_source
 

@@ -3,9 +3,9 @@ import dataclasses
 
 import torch
 
-from raygan.config import TrainConfig
+from raygan.methods.fewshot.sections import TrainConfig
 from raygan.data.synthetic import few_shot_target
-from raygan.methods import dcl
+from raygan.methods.fewshot import dcl
 from raygan.models.checkpoint import load_source
 
 

@@ -5,10 +5,10 @@ import dataclasses
 import pytest
 import torch
 
-from raygan.config import EMA_DECAY, TrainConfig
+from raygan.methods.fewshot.sections import EMA_DECAY, TrainConfig
 from raygan.data.synthetic import few_shot_target
-from raygan.methods import finetune
-from raygan.methods.fewshot import is_noise_strength, update_ema
+from raygan.methods.fewshot import tgan as finetune
+from raygan.methods.fewshot.adapter import is_noise_strength, update_ema
 from raygan.models.checkpoint import load_source
 
 SOURCE = load_source("embedded")

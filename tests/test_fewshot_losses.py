@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from raygan.losses.correspondence import cross_domain_distance
 from raygan.losses.regularizers import ewc_penalty
 from raygan.losses.structural import dcc_loss, scc_loss, self_correlation, window_correlation
-from raygan.methods.rssa import FACES_ALPHA, Config, compress, layer_alphas
+from raygan.methods.fewshot.rssa import FACES_ALPHA, Config, compress, layer_alphas
 
 
 def cos(a, b):

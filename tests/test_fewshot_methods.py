@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from raygan.cli import main
-from raygan.config import TrainConfig
+from raygan.methods.fewshot.sections import TrainConfig
 from raygan.data.synthetic import few_shot_target
 from raygan.losses.contrastive import per_sample
 from raygan.losses.correspondence import cross_domain_distance
-from raygan.methods import cdc, ewc, freezed, rssa
+from raygan.methods.fewshot import cdc, ewc, freezed, rssa
 from raygan.models.checkpoint import load_source
-from raygan.search_space import load_experiment, method_module
+from raygan.registry import method_module
+from raygan.search_space import load_experiment
 
 SOURCE = load_source("embedded")
 SHOTS = few_shot_target(32, 4)

@@ -137,7 +137,7 @@ def test_fid_without_a_reference_folder_is_refused_and_fid_shots_is_the_default(
     path = experiment(tmp_path, assets, **{f"  reference: {assets['reference']}\n": ""})
     assert main(["tune", str(path), "--output", str(tmp_path / "out")]) == 2
     assert "fid/kid on a folder target need data.reference" in capsys.readouterr().err
-    from raygan.methods.fewshot import default_objective
+    from raygan.families.fewshot import default_objective
     from raygan.search_space import load_experiment
 
     plain = experiment(tmp_path, assets, name="plain", **{f"  reference: {assets['reference']}\n": "",

@@ -119,7 +119,7 @@ def _cfg(**data):
 
 def test_experiment_scores_with_the_users_segmenter(tmp_path):
     from raygan.loop import build_method
-    from raygan.methods import labelgen
+    from raygan.families import labelgen
 
     pack("scenes", tmp_path / "val", ratio=1.0, n_train=6, size=32, seed=3)
     seg = save_script(ColourSegmenter(8), tmp_path / "mine.pt")
@@ -135,7 +135,7 @@ def test_experiment_bad_eval_settings(tmp_path, city_val):
         typed(_cfg(eval_root=str(city_val / "val")))
     seg = save_script(ColourSegmenter(35), tmp_path / "c.pt")
     t = typed(_cfg(eval_root=str(city_val / "val"), segmenter=str(seg)))
-    from raygan.methods import labelgen
+    from raygan.families import labelgen
 
     with pytest.raises(UserError, match="35 classes at 16 px; the training data has 8 at 32 px"):
         labelgen.prepare(t, ["semipaired"], "exp.yaml")

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from raygan.methods import labelgen
+from raygan.families import labelgen
 from raygan.search_space import typed
 
 SMALL = {"data": {"n_train": 120, "ratio": 0.1}, "model": {"g_base": 8, "d_base": 8, "z_dim": 8},

@@ -16,15 +16,12 @@ them; every score's provenance is kept in ``provenance``.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torchvision.utils import make_grid
 
-from raygan.config import TRIAL_METRICS  # noqa: F401  (the names ``metrics`` accepts)
-from raygan.data.synthetic import held_out
+from raygan.metrics.fid import N_SKETCH_REFERENCE
 from raygan.metrics.sampling import eval_codes, generate
 
-N_REFERENCE = 2000  # held-out target images behind the Fréchet statistics
 N_SCS = 200  # sample pairs behind SCS
 GENERATE_BATCH = 200
 EMBEDDED_DEFAULT = ("realism", "intra", "fd_shapesnet", "scs")  # "intra": LPIPS-VGG if cached, else ShapesNet
@@ -32,20 +29,12 @@ SHAPESNET_METRICS = ("realism", "intra", "intra_shapesnet", "fd_shapesnet")
 RUN_METRICS = ("fid", "kid", "fid_shots", "is", "intra_lpips")  # computed by eval_fewshot.Run
 
 
-def reference_stats(net, size: int, n: int = N_REFERENCE) -> tuple[np.ndarray, np.ndarray]:
-    """Feature statistics of held-out target images, cached on disk per size."""
-    from raygan.metrics.features import VERSION, default_cache_dir, extract_features
-    from raygan.metrics.fid import cached_stats
-
-    path = default_cache_dir() / f"ref_sketches_{size}px_{n}_{VERSION}.npz"
-    return cached_stats(path, lambda: extract_features(held_out("target", n, size=size, seed=1), net).numpy())
-
-
 def warm_cache(size: int) -> None:
     """Train/load shapesnet and the reference statistics once, before trials start."""
     from raygan.metrics.features import load_shapesnet
+    from raygan.metrics.fid import sketch_reference_stats
 
-    reference_stats(load_shapesnet(size), size)
+    sketch_reference_stats(load_shapesnet(size), size)
 
 
 class Evaluator:
@@ -54,7 +43,7 @@ class Evaluator:
     row of the grid and SCS's reference are G_s through its own mapping.
 
     ``metrics``: names of TRIAL_METRICS (None: EMBEDDED_DEFAULT); ``run_options`` (a
-    raygan.eval.EvalOptions) and ``source`` (the SourceModel) are what the published ones need."""
+    raygan.eval_fewshot.EvalOptions) and ``source`` (the SourceModel) are what the published ones need."""
 
     def __init__(self, g_source, shots: torch.Tensor, n_samples: int, seed: int = 0, device="cpu",
                  n_grid: int = 8, edges: tuple | None = None, latent_map=None, metrics=None,
@@ -81,7 +70,9 @@ class Evaluator:
         from raygan.metrics.features import load_shapesnet
 
         self.net = load_shapesnet(self.size, device=self.device)
-        self.mu, self.sigma = reference_stats(self.net, self.size)
+        from raygan.metrics.fid import sketch_reference_stats
+
+        self.mu, self.sigma = sketch_reference_stats(self.net, self.size)
         self.dist_name, self.distance = (make_distance("auto", net=self.net) if "intra" in self.names
                                          else make_distance("shapesnet", net=self.net))
 
@@ -133,7 +124,7 @@ class Evaluator:
             return {"metric": key, "network": f"{key[4:]} edges", "samples": min(n, N_SCS),
                     "reference": "G_s(z), same z and noise"}
         reference = {"realism": "domain head (DCL Eq. 3)",
-                     "fd_shapesnet": f"embedded held-out target sketches ({N_REFERENCE}, seed 1)"}
+                     "fd_shapesnet": f"embedded held-out target sketches ({N_SKETCH_REFERENCE}, seed 1)"}
         return {"metric": key, "network": f"shapesnet {VERSION} (raygan's own)" if "lpips" not in key else
                 "lpips vgg (torch hub cache)", "samples": n,
                 "reference": reference.get(key, f"nearest of {self.shots_name}; <= 50 per cluster")}

@@ -78,3 +78,16 @@ def fd_shapesnet(images: torch.Tensor, reference_images, net, batch_size: int = 
     ref = (reference_images if isinstance(reference_images, tuple)
            else reference_stats(reference_images, net, batch_size))
     return frechet_distance(*reference_stats(images, net, batch_size), *ref)
+
+
+N_SKETCH_REFERENCE = 2000  # held-out embedded target sketches behind fd_shapesnet's statistics
+
+
+def sketch_reference_stats(net, size: int, n: int = N_SKETCH_REFERENCE) -> tuple[np.ndarray, np.ndarray]:
+    """ShapesNet feature statistics of held-out embedded target sketches (seed 1), cached on
+    disk per size: fd_shapesnet's reference in trials and in `raygan eval`."""
+    from raygan.data.synthetic import held_out
+    from raygan.metrics.features import VERSION, default_cache_dir
+
+    path = default_cache_dir() / f"ref_sketches_{size}px_{n}_{VERSION}.npz"
+    return cached_stats(path, lambda: extract_features(held_out("target", n, size=size, seed=1), net).numpy())

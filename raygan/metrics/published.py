@@ -16,7 +16,6 @@ Formulas (features f = Inception pool3, 2048-d; logits of the TF graph's 1008 cl
 from __future__ import annotations
 
 import hashlib
-import pickle
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,7 +23,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from raygan.errors import UserError
 from raygan.metrics.fid import feature_stats, frechet_distance
 from raygan.metrics.inception import INPUT_SIZE
 
@@ -53,38 +51,6 @@ class Score:
         if not self.extra:
             out.pop("extra")
         return out
-
-
-# ---- loading a state dict strictly ---------------------------------------------------------
-
-def load_state_dict_strict(net: torch.nn.Module, path, expected: str) -> None:
-    """Load a plain tensor state dict into ``net`` with exactly its keys and shapes (BatchNorm's
-    ``num_batches_tracked`` counters may be absent: they do not affect inference). Any
-    mismatch is one UserError line naming the file and what was expected."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise UserError(path, f"refused: not a plain weights file (expected {expected})") from None
-    except Exception as e:  # torch.load raises many types on bad bytes
-        raise UserError(path, f"corrupt, truncated or not a torch file ({type(e).__name__}); "
-                              f"expected {expected}") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
-        raise UserError(path, f"expected a state dict of tensors ({expected})")
-    own = net.state_dict()
-    state = dict(state)
-    for k, v in own.items():
-        if k.endswith("num_batches_tracked") and k not in state:
-            state[k] = v
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or wrong:
-        parts = [f"{name} {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}"
-                 for name, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
-        raise UserError(path, f"wrong architecture: expected {expected} ({'; '.join(parts)})")
-    net.load_state_dict(state, strict=True)
 
 
 # ---- pre-processing ---------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from raygan.search_space import Experiment, family_of, resolve
+from raygan.registry import family_of
+from raygan.search_space import Experiment, resolve
 
 EXPERIMENT_COPY = "experiment.yaml"  # the experiment file as run, beside its results
 
@@ -132,7 +133,7 @@ def write_comparison(rows: list[dict], exp_dir: Path) -> list[dict]:
     for r in per_trial:
         if r["status"] == "ok" and r["_path"] and r["method"] not in first_seed:
             first_seed[r["method"]] = (f"{r['method']} s{r['seed']}", Path(r["_path"]) / "samples.png")
-    shared = getattr(family_of(per_trial[0]["method"]), "GRID_SHARED_ROWS", ("source",)) if per_trial else ()
+    shared = family_of(per_trial[0]["method"]).grid_shared_rows if per_trial else ()
     if comparison_grid(list(first_seed.values()), exp_dir / "comparison.png", shared):
         print(f"raygan: samples side by side (shared rows: {', '.join(shared)}): {exp_dir / 'comparison.png'}")
     return per_method

@@ -68,7 +68,7 @@ def run_worker(config: dict, session, rank: int, world: int, device, dataset_sha
     import torch
 
     from raygan.loop import Hooks, NonFiniteLoss, run
-    from raygan.methods.fewshot import no_sync
+    from raygan.sync import no_sync
     from raygan.models.checkpoint import save_atomic
 
     config = dict(config)
@@ -142,10 +142,10 @@ def _with_runtime(config: dict, scaling, run_dir: Path, log_dir: str | None, lab
 
 def _datasets(config: dict) -> dict | None:
     """The family's Ray datasets (the unpaired sets it streams), if any."""
-    from raygan.search_space import family_of, typed
+    from raygan.registry import family_of
+    from raygan.search_space import typed
 
-    family = family_of(config["method"]["name"])
-    return family.ray_datasets(typed(config)) if hasattr(family, "ray_datasets") else None
+    return family_of(config["method"]["name"]).ray_datasets(typed(config))
 
 
 def _raise_if_stopped(run_dir: Path) -> None:

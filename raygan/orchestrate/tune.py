@@ -68,11 +68,11 @@ def fit_concurrency(exp: Experiment, cluster_cpus: float, cluster_gpus: float = 
     """Trials that fit at once: a trial whose Train workers cannot be placed does
     not queue, it fails after Ray Train's start-up timeout. With use_gpu each worker
     also takes one GPU."""
-    from raygan.search_space import family_of
+    from raygan.registry import family_of
 
     sc = exp.scaling
     per_trial = sc.cpus_per_worker if trains_in_trial(sc) else TRIAL_CPUS + sc.num_workers * sc.cpus_per_worker
-    streams = getattr(family_of(exp.methods[0]), "streams", lambda cfg: False)(exp.trial_config)
+    streams = family_of(exp.methods[0]).streams(exp.trial_config)
     # Ray Data's read tasks stall when the trials' Train workers leave less than a
     # whole CPU free (measured: 2 trials x 0.51 CPU on 2 cores hang on the first
     # batch; 2 x 0.31 run), so streamed trials leave one CPU to the data.

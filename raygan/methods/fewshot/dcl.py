@@ -23,7 +23,7 @@ import torch
 from raygan.config import knob
 from raygan.errors import UserError
 from raygan.losses.contrastive import discriminator_infonce, generator_infonce, per_sample
-from raygan.methods.fewshot import CDCSetup, FewShotAdapter
+from raygan.methods.fewshot.adapter import CDCSetup, FewShotAdapter
 
 
 @dataclass

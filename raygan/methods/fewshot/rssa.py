@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from raygan.config import knob
 from raygan.errors import UserError
 from raygan.losses.structural import dcc_loss, scc_loss
-from raygan.methods.fewshot import CDCSetup, FewShotAdapter
+from raygan.methods.fewshot.adapter import CDCSetup, FewShotAdapter
 
 PRESETS = {
     "paper": dict(alpha=1.0, beta=1.0, dcc_every=1, neighbours="ball"),
@@ -174,6 +174,9 @@ def prepare(cfg: Config, source, shots, progress=print) -> None:
 
 
 class Method(FewShotAdapter):
+    check = staticmethod(check)
+    prepare = staticmethod(prepare)
+
     def __init__(self, cfg: Config, *args, **kwargs):
         super().__init__(cfg, *args, **kwargs)
         self.g_layers = self.feature_layers(cfg.g_layers)

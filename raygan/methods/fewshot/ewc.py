@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from raygan.config import knob
 from raygan.losses.regularizers import ewc_penalty
-from raygan.methods.fewshot import FewShotAdapter
+from raygan.methods.fewshot.adapter import FewShotAdapter
 
 
 PRESETS = {"calibrated": 10.0, "paper": 5e8}

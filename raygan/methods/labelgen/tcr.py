@@ -9,9 +9,8 @@ from dataclasses import dataclass
 
 from raygan.config import knob
 from raygan.losses.segmentation import random_flip_crop, sample_flip_crop, transform_consistency
-from raygan.methods import oasis
+from raygan.methods.labelgen import oasis
 
-FAMILY = oasis.FAMILY
 
 
 @dataclass

@@ -9,10 +9,9 @@ from dataclasses import dataclass
 
 from raygan.config import knob
 from raygan.losses.segmentation import oasis_d_loss, oasis_g_loss
-from raygan.methods import labelgen
-from raygan.methods.labelgen import LabelToImage
+from raygan.methods.labelgen import harness
+from raygan.methods.labelgen.harness import LabelToImage
 
-FAMILY = labelgen
 
 
 @dataclass
@@ -25,7 +24,7 @@ class Method(LabelToImage):
 
     def __init__(self, cfg: Config, t, data, **kwargs):
         super().__init__(cfg, t, data, **kwargs)
-        self.vgg = labelgen.vgg_loss(self.train, self.device) if cfg.lambda_vgg > 0 else None
+        self.vgg = harness.vgg_loss(self.train, self.device) if cfg.lambda_vgg > 0 else None
 
     def d_terms(self, batch, fakes):
         loss = oasis_d_loss(self.d_c(batch["x_p"]), self.d_c(fakes["t_p"]), batch["t_p"])

@@ -10,10 +10,8 @@ import torch
 
 from raygan.config import knob
 from raygan.losses.segmentation import cycle_loss, unconditional_d_loss, unconditional_g_loss
-from raygan.methods import labelgen
-from raygan.methods.labelgen import LabelToImage
+from raygan.methods.labelgen.harness import LabelToImage
 
-FAMILY = labelgen
 
 
 @dataclass

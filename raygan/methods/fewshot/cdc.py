@@ -16,7 +16,7 @@ from raygan.config import knob
 from raygan.errors import UserError
 from raygan.losses.contrastive import per_sample
 from raygan.losses.correspondence import cross_domain_distance
-from raygan.methods.fewshot import CDCSetup, FewShotAdapter
+from raygan.methods.fewshot.adapter import CDCSetup, FewShotAdapter
 
 
 @dataclass

@@ -27,10 +27,9 @@ from raygan.config import knob
 from raygan.data.rare_classes import RareClassSampler
 from raygan.losses.segmentation import (cycle_loss, feature_matching, oasis_d_loss, oasis_g_loss,
                                         unconditional_d_loss, unconditional_g_loss)
-from raygan.methods import labelgen
-from raygan.methods.labelgen import LabelToImage
+from raygan.methods.labelgen import harness
+from raygan.methods.labelgen.harness import LabelToImage
 
-FAMILY = labelgen
 ABLATIONS = ["none", "A", "B", "C", "D", "E", "F"]
 
 
@@ -58,7 +57,7 @@ class Method(LabelToImage):
         self.lambda_fm = 0.0 if cfg.ablation == "C" else cfg.lambda_fm
         self.vgg = None
         if cfg.lambda_vgg > 0 and cfg.ablation != "D":
-            self.vgg = labelgen.vgg_loss(self.train, self.device)
+            self.vgg = harness.vgg_loss(self.train, self.device)
         self.reverse = self.s if self.s is not None else self.d_c  # the network of L_cyc
 
     def paired_indices(self, step, batch):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from raygan.methods.fewshot import FewShotAdapter
+from raygan.methods.fewshot.adapter import FewShotAdapter
 
 
 @dataclass

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from raygan.config import knob
 from raygan.errors import UserError
-from raygan.methods.fewshot import FewShotAdapter
+from raygan.methods.fewshot.adapter import FewShotAdapter
 
 
 @dataclass
@@ -27,6 +27,8 @@ def check(cfg: Config, source, where: str) -> None:
 
 
 class Method(FewShotAdapter):
+    check = staticmethod(check)
+
     def d_params(self) -> list:
         frozen = {id(p) for block in self.d.convs[: self.cfg.frozen_blocks] for p in block.parameters()}
         return [p for p in super().d_params() if id(p) not in frozen]

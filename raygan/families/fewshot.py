@@ -1,0 +1,205 @@
+"""The few-shot family's wiring: the target shots and source model a method trains on, what its
+trials report (``trial_metrics``, ``Evaluation``), and the checks and caches built once in the
+driver (``prepare``). The methods themselves are raygan/methods/fewshot/."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from raygan.errors import UserError
+from raygan.methods.fewshot.adapter import FewShotAdapter
+from raygan.methods.fewshot.sections import SECTIONS
+from raygan.registry import Family
+from raygan.sync import no_sync
+
+
+def build(t: dict, device="cpu", grad_sync: Callable = no_sync, seed: int = 0, **_) -> FewShotAdapter:
+    """The method of a typed config, with its source model and target shots."""
+    from raygan.data.images import target_shots
+    from raygan.models.checkpoint import load_source
+    from raygan.registry import method_module
+
+    source = load_source(t["model"].checkpoint)
+    shots, shots_name = target_shots(t["data"], source.size)
+    method = method_module(t["method_name"]).Method(t["method"], t["train"], source, shots, device=device,
+                                                    grad_sync=grad_sync, seed=seed)
+    method.source, method.shots_name = source, shots_name
+    return method
+
+
+def trial_metrics(data, train) -> tuple[str, ...]:
+    """What an evaluation computes (``train.metrics``): by default the embedded set on the
+    embedded sketches; on a folder target fid (or, without a reference set, fid_shots),
+    intra_lpips and scs."""
+    from raygan.metrics.evaluate import EMBEDDED_DEFAULT
+
+    if train.metrics:
+        return tuple(train.metrics)
+    if data.embedded:
+        return EMBEDDED_DEFAULT
+    return ("fid" if data.reference else "fid_shots", "intra_lpips", "scs")
+
+
+def reported_names(data, train) -> list[str]:
+    """The keys an evaluation reports (scs is reported as scs_<edges>; the embedded default's
+    diversity is intra_lpips_vgg when VGG weights are cached, else intra_shapesnet)."""
+    from raygan.metrics.diversity import backbone_file
+
+    names = []
+    for m in trial_metrics(data, train):
+        if m == "scs":
+            names.append(f"scs_{train.scs_edges}")
+        elif m == "intra":
+            names.append("intra_lpips_vgg" if backbone_file("vgg").is_file() else "intra_shapesnet")
+        else:
+            names.append(m)
+    return names
+
+
+def default_objective(cfg: dict) -> tuple[str, str]:
+    """search.metric / mode when the experiment names none: fd_shapesnet on the embedded
+    sketches, else FID against the reference set (or against the shots without one)."""
+    data = cfg["data"]
+    if data["target"] == "sketches":
+        return "fd_shapesnet", "min"
+    return ("fid" if data["reference"] else "fid_shots"), "min"
+
+
+def run_options(t: dict, device="cpu"):
+    """The EvalOptions of a trial's published metrics: what `raygan eval` of its
+    checkpoint needs to compute the same numbers (same samples, seed, reference and weights)."""
+    from raygan.eval_fewshot import EvalOptions
+
+    data, train = t["data"], t["train"]
+    return EvalOptions(metrics=trial_metrics(data, train), samples=train.eval_samples,
+                       reference=data.reference or None, source=t["model"].checkpoint, lpips_net=train.lpips_net,
+                       scs_edges=train.scs_edges, inception=train.inception_weights or None,
+                       lpips_weights=train.lpips_weights or None, hed=train.hed_weights or None, seed=train.seed,
+                       device=str(device))
+
+
+def edge_detector(train):
+    """(name, edges) of SCS; HED's weights resolved as every weights file is."""
+    from raygan.metrics.scs import make_edge_detector
+
+    if train.scs_edges != "hed":
+        return make_edge_detector(train.scs_edges)
+    from raygan.metrics import weights
+
+    return make_edge_detector("hed", str(weights.resolve("hed", train.hed_weights or None).path))
+
+
+class Evaluation:
+    """The trial's metrics of G_t (``trial_metrics``); grid: G_s above G_t, same z."""
+    grid_name = "source_vs_adapted"
+
+    def __init__(self, t: dict, method: FewShotAdapter, device="cpu"):
+        from raygan.metrics.evaluate import Evaluator
+
+        train = t["train"]
+        self.evaluator = Evaluator(method.g_source, method.shots, train.eval_samples, seed=train.seed,
+                                   device=device, edges=edge_detector(train) if "scs" in trial_metrics(
+                                       t["data"], train) else None,
+                                   latent_map=method.latent_map(), metrics=trial_metrics(t["data"], train),
+                                   run_options=run_options(t, device), source=method.source,
+                                   shots_name=method.shots_name)
+
+    @property
+    def provenance(self) -> dict:
+        """Each reported metric: network, weights sha256, resize, samples, reference."""
+        return self.evaluator.provenance
+
+    def metrics(self, method: FewShotAdapter) -> dict:
+        """The metrics of G_t's EMA (what is saved as g_ema), sampled as the method samples."""
+        return self.evaluator.metrics(method.g_ema)
+
+    def grid(self, method: FewShotAdapter) -> torch.Tensor:
+        return self.evaluator.grid(method.g_ema)
+
+
+def check_metrics(t: dict, objectives, where: str) -> None:
+    """Before any trial: the metrics suit the target, their weights files and folders exist
+    (one line naming the missing file), and every objective is a reported metric."""
+    from raygan.methods.fewshot.sections import EMBEDDED_METRICS
+    from raygan.eval_fewshot import preflight
+
+    data, train = t["data"], t["train"]
+    metrics = trial_metrics(data, train)
+    if not data.embedded:
+        embedded = [m for m in metrics if m in EMBEDDED_METRICS]
+        if embedded:
+            raise UserError(where, f"train.metrics: {embedded[0]} uses raygan's ShapesNet, which knows only the "
+                                   "embedded sketches; a folder target is scored by fid/kid (with data.reference), "
+                                   "fid_shots, intra_lpips or scs")
+    if not data.embedded and not data.reference and {"fid", "kid"} & set(metrics):
+        raise UserError(where, "train.metrics: fid/kid on a folder target need data.reference (a folder of "
+                               "held-out target images); without one use fid_shots, intra_lpips or scs")
+    names = reported_names(data, train)
+    for metric, _ in objectives:
+        if metric not in names:
+            raise UserError(where, f"search.metric: {metric!r} is not reported by this experiment's trials "
+                                   f"(they report {', '.join(names)}; set train.metrics)")
+    preflight(metrics, run_options(t))
+    if "scs" in metrics:
+        edge_detector(train)  # a bad HED file fails here
+
+
+def pinned_weights(t: dict) -> dict[str, str]:
+    """The weights files this driver found, as knobs for the trials (``train.*_weights``): a
+    trial then reads the very file that was checked and hashed here, whatever environment its
+    Ray worker was started with."""
+    from raygan.eval_fewshot import INCEPTION_METRICS
+    from raygan.metrics import weights
+
+    metrics, train = set(trial_metrics(t["data"], t["train"])), t["train"]
+    wanted = {"inception_weights": ("inception", bool(metrics & set(INCEPTION_METRICS))),
+              "lpips_weights": ({"vgg": "vgg16", "alex": "alexnet"}[train.lpips_net], "intra_lpips" in metrics),
+              "hed_weights": ("hed", "scs" in metrics and train.scs_edges == "hed")}
+    return {f"train.{knob}": str(weights.resolve(name, getattr(train, knob) or None).path.resolve())
+            for knob, (name, used) in wanted.items() if used}
+
+
+def prepare(t: dict, methods: list[str], where: str, progress=print, objectives=()) -> dict[str, str]:
+    """Check the metrics and each method's knobs against the source (a module's ``check``)
+    and build what its trials share (a module's ``prepare``, the metric caches); methods of
+    a grid other than the configured one run with their defaults. Returns the knobs to pin
+    in every trial (``pinned_weights``)."""
+    from raygan.config import build as build_config
+    from raygan.data.images import target_shots
+    from raygan.models.checkpoint import load_source
+    from raygan.registry import method_module
+
+    source = load_source(t["model"].checkpoint)
+    if not t["data"].embedded:
+        from raygan.data.images import check_folder
+
+        check_folder(t["data"].target, 1, "target images")  # every file decoded; too few: target_shots says so
+    shots, _ = target_shots(t["data"], source.size)
+    check_metrics(t, objectives, where)
+    for name in methods:
+        module = method_module(name)
+        mcfg = t["method"] if name == t["method_name"] else build_config(module.Config, {}, where, "method")
+        module.Method.check(mcfg, source, where)
+        module.Method.prepare(mcfg, source, shots, progress)
+    warm_caches(t, source, shots, progress)
+    return pinned_weights(t)
+
+
+def warm_caches(t: dict, source, shots, progress=print) -> None:
+    """What every trial's evaluation would otherwise build first, once, in the driver:
+    ShapesNet and its reference statistics, the reference set's Inception features."""
+    from raygan.metrics.evaluate import SHAPESNET_METRICS, warm_cache
+
+    metrics = trial_metrics(t["data"], t["train"])
+    if set(metrics) & set(SHAPESNET_METRICS):
+        warm_cache(source.size)
+    if {"fid", "kid"} & set(metrics):
+        from raygan.eval_fewshot import Run
+
+        progress("inception features of the reference set (cached)")
+        Run(run_options(t), source, images=None, z=None).reference_features()
+
+
+FAMILY = Family(name="fewshot", build=build, evaluation=Evaluation, prepare=prepare,
+                default_objective=default_objective, sections=SECTIONS, grid_shared_rows=("source",))

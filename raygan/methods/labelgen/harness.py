@@ -1,0 +1,178 @@
+"""The label-to-image harness: the semi-paired method and its baselines (OASIS,
+USIS, TCR) share the data, the networks and the step skeleton.
+
+Data: a small paired set P = {(x_k, t_k)} (sampled with the rare-class
+sampler), unpaired images X_u and unpaired label maps T_u (not aligned),
+split from the embedded procedural scenes by the supervision ratio r.
+Networks (built when a method needs them): G a SPADE-family generator
+(wavelet by default), D_c the OASIS U-Net with N+1 outputs, D_u an
+unconditional discriminator (wavelet by default), S a separate segmenter.
+One ``step`` updates the discriminators on ``d_terms`` and then G on
+``g_terms``; each method file states its terms.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from raygan.methods.labelgen.sections import TrainConfig
+from raygan.sync import no_sync
+
+
+def one_hot(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """int64 [B, H, W] -> float [B, N, H, W]."""
+    return F.one_hot(labels, n_classes).permute(0, 3, 1, 2).float()
+
+
+def vgg_loss(train: TrainConfig, device="cpu"):
+    """The VGG19 perceptual loss, or None (and a line saying so) when its weights are absent."""
+    from raygan.losses.segmentation import default_vgg19_file, load_vgg_perceptual
+
+    vgg = load_vgg_perceptual(train.vgg_weights or None, device=device)
+    if vgg is not None:
+        return vgg.eval().requires_grad_(False)
+    print(f"raygan: the VGG loss is off: {default_vgg19_file()} not found "
+          "(put torchvision's vgg19 weights there or set train.vgg_weights)", flush=True)
+    return None
+
+
+# -- the harness --------------------------------------------------------------------------------
+
+class LabelToImage(abc.ABC):
+    """Builds what a method needs and runs one step (plain PyTorch).
+
+    Class attributes say what a method uses: ``paired`` (P and D_c),
+    ``unpaired_images`` (X_u and D_u), ``unpaired_labels`` (T_u), ``segmenter``
+    (a separate S trained by the method). ``data`` is the family's batch source
+    (raygan.families.labelgen: SceneData or PackedData): ``n_classes``, ``size`` and the
+    paired / unpaired batches.
+    """
+    paired = True
+    unpaired_images = False
+    unpaired_labels = False
+    segmenter = False
+
+    def __init__(self, cfg, t: dict, data, device="cpu", grad_sync: Callable = no_sync,
+                 seed: int = 0):
+        from raygan.models.spade import SPADEGenerator
+        from raygan.models.uncond_disc import UncondDiscriminator
+        from raygan.models.unet_disc import UNetDiscriminator
+
+        self.cfg, self.train, self.model = cfg, t["train"], t["model"]
+        self.device, self.grad_sync = torch.device(device), grad_sync
+        self.data, self.n = data, data.n_classes
+        self.torch_rng = torch.Generator().manual_seed(seed)
+        size, m = data.size, self.model
+        self.g = SPADEGenerator(self.n, size, base=m.g_base, z_dim=m.z_dim,
+                                wavelet=m.generator == "wavelet").to(device)
+        self.d_c = UNetDiscriminator(self.n, size, base=m.d_base).to(device) if self.paired else None
+        self.d_u = (UncondDiscriminator(size, base=m.d_base, wavelet=m.uncond_d == "wavelet").to(device)
+                    if self.unpaired_images else None)
+        self.s = UNetDiscriminator(self.n, size, base=m.d_base).to(device) if self.segmenter else None
+        betas = (self.train.beta1, self.train.beta2)
+        self.d_nets = [net for net in (self.d_c, self.d_u, self.s) if net is not None]
+        self.g_optim = torch.optim.Adam(self.g.parameters(), lr=self.train.lr_g, betas=betas)
+        self.d_optim = torch.optim.Adam([p for net in self.d_nets for p in net.parameters()],
+                                        lr=self.train.lr_d, betas=betas)
+        self.step_count = 0
+
+    # -- batches ------------------------------------------------------------------------------
+    def paired_indices(self, step: int, batch: int) -> torch.Tensor:
+        return torch.randint(len(self.data.paired_labels), (batch,), generator=self.torch_rng)
+
+    def batch(self, step: int) -> dict:
+        b, data, dev = self.train.batch_size, self.data, self.device
+        out = {}
+        if self.paired:
+            i = self.paired_indices(step, b)
+            out["x_p"], out["t_p"] = data.paired_images[i].to(dev), one_hot(data.paired_labels[i], self.n).to(dev)
+        if self.unpaired_images:
+            out["x_u"] = data.unpaired_image_batch(b, self.torch_rng).to(dev)
+        if self.unpaired_labels:
+            out["t_u"] = one_hot(data.unpaired_label_batch(b, self.torch_rng), self.n).to(dev)
+        return out
+
+    def z(self, batch: int) -> torch.Tensor | None:
+        if not self.model.z_dim:
+            return None
+        return torch.randn(batch, self.model.z_dim, generator=self.torch_rng).to(self.device)
+
+    # -- what a method adds ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def d_terms(self, batch: dict, fakes: dict) -> tuple[torch.Tensor, dict]:
+        """The discriminators' loss on a batch and G's images for it, and its logged terms."""
+
+    @abc.abstractmethod
+    def g_terms(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """G's loss on a batch, and its logged terms."""
+
+    def fakes(self, batch: dict) -> dict:
+        """G's images for the batch's label maps, for the D update (no gradient to G)."""
+        with torch.no_grad():
+            out = {}
+            for key in ("t_p", "t_u"):
+                if key in batch:
+                    out[key] = self.g(batch[key], self.z(len(batch[key])))
+            return out
+
+    # -- one step --------------------------------------------------------------------------
+    def step(self) -> dict:
+        batch = self.batch(self.step_count)
+        self.g.requires_grad_(False)
+        for net in self.d_nets:
+            net.requires_grad_(True)
+        d_loss, d_logs = self.d_terms(batch, self.fakes(batch))
+        self.d_optim.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.grad_sync([p for net in self.d_nets for p in net.parameters()])
+        self.d_optim.step()
+        self.d_optim.zero_grad(set_to_none=True)
+
+        self.g.requires_grad_(True)
+        for net in self.d_nets:
+            net.requires_grad_(False)  # G's terms never train a discriminator (see semipaired's ablation B)
+        self.g_optim.zero_grad(set_to_none=True)
+        g_loss, g_logs = self.g_terms(batch)
+        g_loss.backward()
+        self.grad_sync(list(self.g.parameters()))
+        self.g_optim.step()
+        self.after_g_step()
+        self.step_count += 1
+        return {**d_logs, **g_logs, "loss/g_total": g_loss.item()}
+
+    def after_g_step(self) -> None:
+        """Hook for updates that follow G's (ablation B's D_c update)."""
+
+    def generate(self, labels_onehot: torch.Tensor) -> torch.Tensor:
+        """Images for label maps, in eval mode (BatchNorm running statistics). z comes from
+        the global RNG, which evaluators seed, not from the training RNG: every evaluation
+        sees the same z, and evaluating does not change what training draws next."""
+        was = self.g.training
+        self.g.eval()
+        z = torch.randn(len(labels_onehot), self.model.z_dim).to(self.device) if self.model.z_dim else None
+        with torch.no_grad():
+            out = self.g(labels_onehot.to(self.device), z).cpu()
+        self.g.train(was)
+        return out
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def nets(self) -> dict:
+        return {"g": self.g, "d_c": self.d_c, "d_u": self.d_u, "s": self.s}
+
+    def state_dict(self) -> dict:
+        state = {k: net.state_dict() for k, net in self.nets().items() if net is not None}
+        state.update(g_optim=self.g_optim.state_dict(), d_optim=self.d_optim.state_dict(),
+                     step=self.step_count, rng=self.torch_rng.get_state(), g_config=self.g.config)
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, net in self.nets().items():
+            if net is not None:
+                net.load_state_dict(state[k])
+        self.g_optim.load_state_dict(state["g_optim"])
+        self.d_optim.load_state_dict(state["d_optim"])
+        self.step_count = state["step"]
+        self.torch_rng.set_state(state["rng"])
