@@ -1,4 +1,4 @@
-"""Rare-class sampling of the paired set (METHODS.md, "Semi-paired label-to-image").
+"""Rare-class sampling of the paired set (docs/METHODS.md, "Semi-paired label-to-image").
 
 n_kc = pixels of class c in label map t_k, N_c = Σ_k n_kc, b_kc = 1[n_kc > 0];
 p̃_k = Σ_c b_kc · n_kc / N_c ("sum", the choice) or max_c b_kc · n_kc / N_c ("max");

@@ -1,4 +1,4 @@
-"""Adversarial losses and StyleGAN2 regularisers (METHODS.md, "Shared adversarial losses")."""
+"""Adversarial losses and StyleGAN2 regularisers (docs/METHODS.md, "Shared adversarial losses")."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""Contrastive losses of DCL (METHODS.md, "DCL"; Zhao et al., Eq. 5–7)."""
+"""Contrastive losses of DCL (docs/METHODS.md, "DCL"; Zhao et al., Eq. 5–7)."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""Cross-domain correspondence of CDC/IDC (Ojha et al.; METHODS.md, "Few-shot baselines")."""
+"""Cross-domain correspondence of CDC/IDC (Ojha et al.; docs/METHODS.md, "Few-shot baselines")."""
 from __future__ import annotations
 
 import torch
@@ -20,7 +20,7 @@ def cross_domain_distance(target_feats: torch.Tensor, source_feats: torch.Tensor
     ``target_feats`` G_t^l(z_i), ``source_feats`` G_s^l(z_i) as [N, D]. The
     1/(N(N−1)) is the element mean of PyTorch's KLDivLoss, the reduction under
     which the public code's λ_dist = 1000 was set. That code computes
-    KL(p^s ‖ p^t) (``direction="source_target"``); METHODS.md states KL(p^t ‖ p^s).
+    KL(p^s ‖ p^t) (``direction="source_target"``); docs/METHODS.md states KL(p^t ‖ p^s).
     """
     p_t, p_s = similarity_distribution(target_feats), similarity_distribution(source_feats)
     if direction == "source_target":

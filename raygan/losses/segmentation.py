@@ -1,4 +1,4 @@
-"""Losses of semi-paired label-to-image synthesis (METHODS.md, "Semi-paired label-to-image").
+"""Losses of semi-paired label-to-image synthesis (docs/METHODS.md, "Semi-paired label-to-image").
 
 Shapes: `logits` [B, N+1, H, W] are the per-pixel outputs of the U-Net discriminator D_c
 (channels 0..N-1 the N semantic classes, channel N the "fake" class); `onehot` [B, N, H, W]
@@ -6,7 +6,7 @@ float one-hot label maps. Everything here is a pure function of tensors except t
 perceptual loss, a frozen module.
 
 Reductions follow OASIS (boschresearch/OASIS, models/losses.py): the per-pixel (weighted)
-cross-entropy is averaged over batch and pixels, i.e. METHODS.md's Σ_{h,w} becomes a mean
+cross-entropy is averaged over batch and pixels, i.e. docs/METHODS.md's Σ_{h,w} becomes a mean
 over h, w (the equations divided by H·W).
 """
 from __future__ import annotations
@@ -27,13 +27,13 @@ VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's ImageNet VGG19 weights
 # ----------------------------------------------------------------------------- class balancing
 
 def class_balance_weights(onehot: torch.Tensor, oasis_normalise: bool = False) -> torch.Tensor:
-    """Class-balancing weights [N] of METHODS.md: w_c = (H·W) / Σ_{h,w} E_t[t_{h,w,c}].
+    """Class-balancing weights [N] of docs/METHODS.md: w_c = (H·W) / Σ_{h,w} E_t[t_{h,w,c}].
 
     E_t is the mean over the batch, so w_c = B·H·W / (pixels of class c in the batch); classes
     absent from the batch get w_c = 0 (they have no pixels, so the weight is never used).
 
     Differences from OASIS's `get_class_balancing`: OASIS computes
-    numel(label) / (N · n_present · count_c) = B·H·W / (n_present · count_c), i.e. METHODS.md's
+    numel(label) / (N · n_present · count_c) = B·H·W / (n_present · count_c), i.e. docs/METHODS.md's
     weight divided by the number of classes present in the batch (which makes the pixel-averaged
     weight 1); set `oasis_normalise=True` for that. OASIS leaves absent classes at 1/0 = inf
     (harmless there: it looks weights up by each pixel's argmax class, so they are never read);
@@ -62,7 +62,7 @@ def _balanced_ce(logits: torch.Tensor, onehot: torch.Tensor, weights: torch.Tens
 
 def oasis_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor, onehot: torch.Tensor,
                  weights: torch.Tensor | None = None) -> torch.Tensor:
-    """L_Dc (METHODS.md; OASIS's (N+1)-class loss) on a paired batch:
+    """L_Dc (docs/METHODS.md; OASIS's (N+1)-class loss) on a paired batch:
 
     −E[Σ_c w_c Σ_{h,w} t_hwc log softmax(D_c(x))_hwc] − E[Σ_{h,w} log softmax(D_c(G(z,t)))_{hw,N+1}]
 
@@ -76,7 +76,7 @@ def oasis_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor, onehot: t
 
 def oasis_g_loss(logits_fake: torch.Tensor, onehot: torch.Tensor,
                  weights: torch.Tensor | None = None) -> torch.Tensor:
-    """First term of L_G,p (METHODS.md): the class-balanced (N+1)-way cross-entropy of D_c's
+    """First term of L_G,p (docs/METHODS.md): the class-balanced (N+1)-way cross-entropy of D_c's
     output on the fakes G(z, t) against their input labels t,
     −E[Σ_c w_c Σ_{h,w} t_hwc log softmax(D_c(G(z,t)))_hwc], averaged over pixels as in OASIS."""
     return _balanced_ce(logits_fake, onehot, weights)
@@ -94,7 +94,7 @@ def feature_matching(feats_real: Sequence[torch.Tensor], feats_fake: Sequence[to
 
 
 def cycle_loss(logits: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
-    """L_cyc = CE(D_c(G(z, t_u))[:, :N], t_u) (METHODS.md, unpaired G term).
+    """L_cyc = CE(D_c(G(z, t_u))[:, :N], t_u) (docs/METHODS.md, unpaired G term).
 
     The fake channel is dropped before the softmax (an N-way softmax over the class channels);
     plain (unweighted) cross-entropy averaged over batch and pixels. Gradients flow to `logits`

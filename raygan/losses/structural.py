@@ -1,4 +1,4 @@
-"""Spatial structural consistency of RSSA (Xiao et al.; METHODS.md, "RSSA", Eq. 3–6).
+"""Spatial structural consistency of RSSA (Xiao et al.; docs/METHODS.md, "RSSA", Eq. 3–6).
 
 Reductions (a choice; the equations write sums): every term is a mean over
 samples, positions and entries, summed over layers, so the paper's α = β = 1

@@ -24,7 +24,7 @@ class Config(CDCSetup):
     lambda_dist: float = knob(1000.0, lo=0.0, help="weight of L_dist (the public code's value)")
     g_layers: list[int] = knob([], help="generator layers drawn from (indices of G's features); [] = all but the first")
     kl_direction: str = knob("target_source", choices=["target_source", "source_target"],
-                             help="KL(p_t‖p_s) as METHODS.md states, or KL(p_s‖p_t) as the public code computes")
+                             help="KL(p_t‖p_s) as docs/METHODS.md states, or KL(p_s‖p_t) as the public code computes")
 
     def validate(self, where, section):
         if any(i < 0 for i in self.g_layers):

@@ -1,4 +1,4 @@
-"""Semi-paired label-to-image synthesis (seed paper, Sec. 2; METHODS.md).
+"""Semi-paired label-to-image synthesis (seed paper, Sec. 2; docs/METHODS.md).
 
 Each step takes a paired batch (x_p, t_p) and an unpaired batch (x_u, t_u).
 - D_c, a U-Net with N+1 outputs, segments real paired images into their
