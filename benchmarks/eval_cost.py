@@ -25,7 +25,7 @@ from _common import machine_line
 def stand_in_weights(folder: Path) -> None:
     import torchvision
 
-    from raygan.metrics import weights as W
+    from raygan import weights as W
     from raygan.metrics.inception import FIDInception
 
     torch.save(FIDInception().state_dict(), folder / W.KNOWN["inception"].file)

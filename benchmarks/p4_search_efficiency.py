@@ -66,10 +66,11 @@ def search(exp) -> list[dict]:
     """Run the search; every report as {trial, step, value, t}."""
     from ray import tune
 
+    from raygan.orchestrate.distributions import to_tune
     from raygan.orchestrate.tune import _scheduler, _searcher
 
     trainable = tune.with_resources(tune.with_parameters(_trainable, base=exp.trial_config), {"cpu": 1})
-    tuner = tune.Tuner(trainable, param_space={k: d.to_tune() for k, d in exp.space.items()},
+    tuner = tune.Tuner(trainable, param_space={k: to_tune(d) for k, d in exp.space.items()},
                        tune_config=tune.TuneConfig(search_alg=_searcher(exp), scheduler=_scheduler(exp),
                                                    num_samples=exp.search.num_samples, reuse_actors=True),
                        run_config=tune.RunConfig(name=exp.name, storage_path=exp.output.dir, verbose=0))

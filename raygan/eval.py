@@ -3,7 +3,7 @@
 Every score is stored with its provenance (network, weights hash, resize, sample count,
 reference set) in a new ``eval_<timestamp>.json`` (never overwriting a file) and printed as a
 table. Published metrics (fid, kid, is, intra_lpips, scs with HED) need their weights files
-(``raygan.metrics.weights``); the embedded ones (fd_shapesnet, realism, intra_shapesnet) use
+(``raygan.weights``); the embedded ones (fd_shapesnet, realism, intra_shapesnet) use
 raygan's own ShapesNet and carry its name. A label-to-image checkpoint is scored by its
 trial's own evaluation, rebuilt (``raygan.eval_labels``): metric ``miou``.
 """

@@ -8,13 +8,13 @@ process (``_network``)."""
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from raygan.cache import fingerprint
 from raygan.errors import UserError
 from raygan.metrics.sampling import generate
 
@@ -49,7 +49,7 @@ def preflight(metrics, opts) -> None:
     (``weights.resolve``: explicit path > env var > $RAYGAN_WEIGHTS > torch hub cache) and
     every image folder they read, each image decoded once."""
     from raygan.data.images import check_folder
-    from raygan.metrics import weights
+    from raygan import weights
 
     metrics = set(metrics)
     if metrics & set(INCEPTION_METRICS):
@@ -64,21 +64,13 @@ def preflight(metrics, opts) -> None:
         check_folder(opts.shots, 1, "shots")
 
 
-def _state_hash(net: torch.nn.Module) -> str:
-    h = hashlib.sha256()
-    for k, v in net.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 @functools.lru_cache(maxsize=4)
 def _network(kind: str, path: str, sha256: str, device: str, what: str = ""):
     """A metric network loaded once per process per weights file (``sha256`` keys the file's
     content, so a replaced file is loaded again)."""
     if kind == "inception":
         from raygan.metrics.inception import load_fid_inception
-        from raygan.metrics.weights import WeightsFile, KNOWN
+        from raygan.weights import WeightsFile, KNOWN
 
         return load_fid_inception(WeightsFile(Path(path), sha256, KNOWN["inception"]), device)
     import pickle
@@ -107,7 +99,7 @@ class Run:
 
     # -- Inception metrics
     def inception_net(self):
-        from raygan.metrics import weights
+        from raygan import weights
 
         w = weights.resolve("inception", self.opts.inception)
         return w, _network("inception", str(w.path), w.sha256, str(self.opts.device))
@@ -129,7 +121,7 @@ class Run:
     def reference_features(self) -> tuple[np.ndarray, str]:
         """Inception pool3 features of the reference set, cached on disk: a folder's images are
         prepared as the shots are (``data.images.resize_crop`` to the generator's size)."""
-        from raygan.metrics.features import default_cache_dir
+        from raygan.cache import cache_dir
         from raygan.metrics.published import cached_features, inception_outputs, reference_cache_path, to_uint8
 
         w, net = self.inception_net()
@@ -151,7 +143,7 @@ class Run:
             ident = f"embedded held-out target sketches, {self.size}px, seed {EMBEDDED_REFERENCE_SEED}"
             compute = lambda: inception_outputs(  # noqa: E731
                 to_uint8(held_out("target", n, size=self.size, seed=EMBEDDED_REFERENCE_SEED)), net, self.opts.batch)[0]
-        feats = cached_features(reference_cache_path(default_cache_dir(), ident, w.sha256, n), compute)
+        feats = cached_features(reference_cache_path(cache_dir(), ident, w.sha256, n), compute)
         return feats, f"{ident} ({n} images)"
 
     def fid(self):
@@ -207,7 +199,7 @@ class Run:
     def intra_lpips(self):
         from importlib.metadata import version
 
-        from raygan.metrics import weights
+        from raygan import weights
         from raygan.metrics.diversity import LPIPS_MIN_SIZE, intra_cluster_diversity
         from raygan.metrics.published import Score
 
@@ -223,7 +215,7 @@ class Run:
 
     # -- SCS
     def scs(self):
-        from raygan.metrics import weights
+        from raygan import weights
         from raygan.metrics.published import Score
         from raygan.metrics.scs import make_edge_detector, scs
         from raygan.models.checkpoint import load_source
@@ -247,7 +239,7 @@ class Run:
             from raygan.metrics.features import load_shapesnet
 
             net = load_shapesnet(self.size, device=self.opts.device)
-            self._shapesnet = (net, _state_hash(net))
+            self._shapesnet = (net, fingerprint(net))
         return self._shapesnet
 
     def _embedded(self, metric, value, reference):

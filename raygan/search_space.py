@@ -48,20 +48,6 @@ class Dist:
     kind: str
     args: list
 
-    def to_tune(self):
-        from ray import tune
-
-        if self.kind == "uniform":
-            return tune.uniform(*self.args)
-        if self.kind == "loguniform":
-            return tune.loguniform(*self.args)
-        if self.kind == "int":
-            return tune.randint(self.args[0], self.args[1] + 1)  # YAML bounds are inclusive
-        if self.kind == "grid":
-            return tune.grid_search(self.args)
-        # Optuna's categorical accepts scalars only: encode lists as JSON text.
-        return tune.choice([json.dumps(a) if isinstance(a, (list, dict)) else a for a in self.args])
-
 
 @dataclass
 class Experiment:

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from raygan.cli import main
+from raygan.orchestrate.distributions import to_tune
 from raygan.search_space import load_experiment, resolve, typed
 
 GOOD = """
@@ -32,7 +33,7 @@ def test_good_file_maps_knobs_to_distributions(tmp_path):
     assert {k: d.kind for k, d in exp.space.items()} == {
         "method.lambda1": "loguniform", "method.tau": "uniform", "method.g_layers": "choice", "train.steps": "int"}
     assert exp.trial_config["train"]["lr"] == 5e-4  # YAML 1.1 reads "5e-4" as text; accepted as a number
-    tune_space = {k: d.to_tune() for k, d in exp.space.items()}
+    tune_space = {k: to_tune(d) for k, d in exp.space.items()}
     assert tune_space["train.steps"].lower == 10 and tune_space["train.steps"].upper == 21  # inclusive
     cfg = resolve(exp.trial_config, {"method.lambda1": 3.0, "method.g_layers": "[2, 3]", "train.steps": 12})
     t = typed(cfg)

@@ -12,7 +12,7 @@ from raygan import eval as E
 from raygan.metrics import diversity as D
 from raygan.cli import main
 from raygan.metrics import features as Fe
-from raygan.metrics import weights as W
+from raygan import weights as W
 from raygan.metrics.inception import FIDInception
 from raygan.metrics.published import to_uint8
 from raygan.metrics.realism import realism

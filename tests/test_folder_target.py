@@ -12,7 +12,7 @@ from PIL import Image
 from raygan.cli import main
 from raygan.data import images as I
 from raygan.errors import UserError
-from raygan.metrics import weights as W
+from raygan import weights as W
 from raygan.metrics.inception import FIDInception
 from raygan.models.stylegan2 import Discriminator, Generator
 

@@ -13,7 +13,7 @@ from torchvision.models.inception import Inception3, InceptionA
 from raygan.errors import UserError
 from raygan.metrics import diversity as D
 from raygan.metrics import published as P
-from raygan.metrics import weights as W
+from raygan import weights as W
 from raygan.metrics.inception import FIDInception, FIDInceptionA, load_fid_inception
 
 INCEPTION_FILE = W.KNOWN["inception"].file

@@ -85,7 +85,7 @@ def edge_detector(train):
 
     if train.scs_edges != "hed":
         return make_edge_detector(train.scs_edges)
-    from raygan.metrics import weights
+    from raygan import weights
 
     return make_edge_detector("hed", str(weights.resolve("hed", train.hed_weights or None).path))
 
@@ -150,7 +150,7 @@ def pinned_weights(t: dict) -> dict[str, str]:
     trial then reads the very file that was checked and hashed here, whatever environment its
     Ray worker was started with."""
     from raygan.eval_fewshot import INCEPTION_METRICS
-    from raygan.metrics import weights
+    from raygan import weights
 
     metrics, train = set(trial_metrics(t["data"], t["train"])), t["train"]
     wanted = {"inception_weights": ("inception", bool(metrics & set(INCEPTION_METRICS))),

@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from raygan import cache
 from raygan.data import fakes, synthetic
 
 VERSION = "v2"          # bump when the architecture, data or recipe changes (invalidates caches)
@@ -68,13 +69,9 @@ class ShapesNet(nn.Module):
                 "count": self.count_head(h)}
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("RAYGAN_CACHE") or Path.home() / ".cache" / "raygan")
-
-
 def _cache_path(cache_dir, size: int, steps: int) -> Path:
     suffix = "" if steps == DEFAULT_STEPS else f"_{steps}steps"
-    return Path(cache_dir or default_cache_dir()) / f"shapesnet_{size}px_{VERSION}{suffix}.pt"
+    return Path(cache_dir or cache.cache_dir()) / f"shapesnet_{size}px_{VERSION}{suffix}.pt"
 
 
 def _training_pool(size: int, n_scenes: int):

@@ -24,21 +24,14 @@ def feature_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def cached_stats(path, features) -> tuple[np.ndarray, np.ndarray]:
     """``feature_stats`` of ``features()`` (a callable giving [N, D]), cached as an npz
     at ``path``; a corrupt cache file is recomputed and replaced atomically."""
-    from pathlib import Path
+    from raygan.cache import cached_arrays
 
-    path = Path(path)
-    if path.is_file():
-        try:
-            with np.load(path) as f:
-                return f["mu"], f["sigma"]
-        except (OSError, ValueError, KeyError, EOFError):
-            pass  # corrupt cache: recompute below
-    mu, sigma = feature_stats(np.asarray(features()))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, mu=mu, sigma=sigma)
-    tmp.replace(path)
-    return mu, sigma
+    def compute():
+        mu, sigma = feature_stats(np.asarray(features()))
+        return {"mu": mu, "sigma": sigma}
+
+    stats = cached_arrays(path, compute)
+    return stats["mu"], stats["sigma"]
 
 
 def frechet_distance(mu1, s1, mu2, s2, eps: float = 1e-6) -> float:
@@ -87,7 +80,8 @@ def sketch_reference_stats(net, size: int, n: int = N_SKETCH_REFERENCE) -> tuple
     """ShapesNet feature statistics of held-out embedded target sketches (seed 1), cached on
     disk per size: fd_shapesnet's reference in trials and in `raygan eval`."""
     from raygan.data.synthetic import held_out
-    from raygan.metrics.features import VERSION, default_cache_dir
+    from raygan.cache import cache_dir
+    from raygan.metrics.features import VERSION
 
-    path = default_cache_dir() / f"ref_sketches_{size}px_{n}_{VERSION}.npz"
+    path = cache_dir() / f"ref_sketches_{size}px_{n}_{VERSION}.npz"
     return cached_stats(path, lambda: extract_features(held_out("target", n, size=size, seed=1), net).numpy())

@@ -91,7 +91,7 @@ class FIDInception(Inception3):
 def load_fid_inception(weights, device="cpu") -> FIDInception:
     """FIDInception (eval mode, frozen) with the weights of a WeightsFile; a file of another
     architecture is a one-line UserError naming it."""
-    from raygan.metrics.weights import load_state_dict_strict
+    from raygan.weights import load_state_dict_strict
 
     net = FIDInception()
     load_state_dict_strict(net, weights.path, "pytorch-fid's Inception-v3 state dict "

@@ -29,7 +29,6 @@ pixel-weighted mean of 1); without it the rare person class stays at IoU ≈ 0.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 import warnings
@@ -41,7 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from raygan.data.scenes import N_CLASSES, held_out, render_scenes
-from raygan.metrics.features import default_cache_dir
+from raygan import cache
 from raygan.metrics.fid import cached_stats
 from raygan.models.checkpoint import save_atomic
 
@@ -109,20 +108,11 @@ class SegNet(nn.Module):
         return torch.cat([f.mean((2, 3)) for f in feats], 1)
 
 
-def _fingerprint(net: nn.Module) -> str:
-    """A short hash of the weights (names reference-statistics caches after the exact net)."""
-    h = hashlib.sha1()
-    for k, v in net.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:10]
-
-
 # ---- training and the cache -------------------------------------------------------------------
 
 def _cache_path(cache_dir, size: int, steps: int) -> Path:
     suffix = "" if steps == DEFAULT_STEPS else f"_{steps}steps"
-    return Path(cache_dir or default_cache_dir()) / f"segnet_{size}px_{VERSION}{suffix}.pt"
+    return Path(cache_dir or cache.cache_dir()) / f"segnet_{size}px_{VERSION}{suffix}.pt"
 
 
 def class_weights(labels: torch.Tensor, n_classes: int = N_CLASSES, power: float = WEIGHT_POWER) -> torch.Tensor:
@@ -258,7 +248,7 @@ def segnet_features(images: torch.Tensor, net: SegNet, batch: int = 200) -> torc
 def scene_reference_stats(net: SegNet, size: int, n: int = N_REFERENCE, cache_dir=None) -> tuple[np.ndarray, np.ndarray]:
     """(mu, sigma) of SegNet features of n held-out real scenes (held_out seed REFERENCE_SEED),
     cached on disk per size, n and net (the file name carries a hash of the weights)."""
-    path = Path(cache_dir or default_cache_dir()) / f"ref_scenes_segnet_{size}px_{n}_{VERSION}_{_fingerprint(net)}.npz"
+    path = Path(cache_dir or cache.cache_dir()) / f"ref_scenes_segnet_{size}px_{n}_{VERSION}_{cache.fingerprint(net, 10)}.npz"
     return cached_stats(path, lambda: segnet_features(held_out(n, size, seed=REFERENCE_SEED)[0], net).numpy())
 
 

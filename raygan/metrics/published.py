@@ -169,20 +169,10 @@ def folder_identity(folder: Path, files: list[Path]) -> str:
 
 
 def cached_features(path: Path, compute) -> np.ndarray:
-    """``compute()`` ([N, D] float) cached as an npz at ``path``; a corrupt cache is recomputed."""
-    path = Path(path)
-    if path.is_file():
-        try:
-            with np.load(path) as f:
-                return f["features"]
-        except (OSError, ValueError, KeyError, EOFError):
-            pass
-    feats = np.asarray(compute(), dtype=np.float64)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, features=feats)
-    tmp.replace(path)
-    return feats
+    """``compute()`` ([N, D] float) cached as an npz at ``path`` (raygan.cache.cached_arrays)."""
+    from raygan.cache import cached_arrays
+
+    return cached_arrays(path, lambda: {"features": np.asarray(compute(), dtype=np.float64)})["features"]
 
 
 def reference_cache_path(cache_dir: Path, reference_id: str, weights_sha256: str, n: int) -> Path:

@@ -3,21 +3,14 @@ environment variables that the driver sets before Ray starts (trial processes in
 them). Off by default; the training math never depends on them."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
+from raygan.cache import fingerprint
+
 TRACE_ENV = "RAYGAN_WORKER_TRACE"  # "1": every rank logs what it did to <log dir>/worker_trace/rank<r>.jsonl
 KILL_ENV = "RAYGAN_KILL_WORKER_AT_STEP"  # N: rank 0's process SIGKILLs itself once, when step N is to be reported
-
-
-def fingerprint(tensors) -> str:
-    """A short hash of the tensors' values (None counts as a value)."""
-    h = hashlib.sha256()
-    for t in tensors:
-        h.update(b"-" if t is None else t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 class WorkerTrace:
@@ -36,10 +29,10 @@ class WorkerTrace:
     def sync(self, grad_sync):
         def traced(params):
             params = list(params)
-            local = fingerprint(p.grad for p in params)
+            local = fingerprint((p.grad for p in params), 16)
             grad_sync(params)
-            self.log(event="sync", params=fingerprint(params), local_grads=local,
-                     grads=fingerprint(p.grad for p in params))
+            self.log(event="sync", params=fingerprint(params, 16), local_grads=local,
+                     grads=fingerprint((p.grad for p in params), 16))
         return traced
 
     def shards(self, get_shard):

@@ -44,7 +44,8 @@ def pareto_ranks(values, modes) -> list[int]:
     return ranks.tolist()
 
 
-def _finite(v) -> bool:
+def finite(v) -> bool:
+    """A real number that is not NaN or infinite (a bool is not a metric value)."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -65,7 +66,7 @@ def ranked_rows(results, exp: Experiment) -> list[dict]:
         row["_params"], row["_path"] = params, r.path
         rows.append(row)
     if multi:
-        ranked = [r for r in rows if r["status"] == "ok" and all(_finite(r.get(k)) for k, _ in objectives)]
+        ranked = [r for r in rows if r["status"] == "ok" and all(finite(r.get(k)) for k, _ in objectives)]
         if ranked:
             ranks = pareto_ranks([[r[k] for k, _ in objectives] for r in ranked], [d for _, d in objectives])
             for r, k in zip(ranked, ranks):
@@ -77,7 +78,7 @@ def ranked_rows(results, exp: Experiment) -> list[dict]:
         if multi:
             return (0, row["pareto_rank"], sign * row[metric]) if row["pareto_rank"] != "" else (1, 0, 0)
         v = row.get(metric)
-        return (0, 0, sign * v) if _finite(v) else (1, 0, 0)
+        return (0, 0, sign * v) if finite(v) else (1, 0, 0)
     return sorted(rows, key=key)
 
 

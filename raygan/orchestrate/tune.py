@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from raygan.errors import UserError
+from raygan.orchestrate.distributions import to_tune
 from raygan.search_space import Experiment, resolve
 
 TRIAL_CPUS = 0.01  # a trial that runs Ray Train only waits on its TorchTrainer; workers hold the CPUs
@@ -232,7 +233,7 @@ def run_search(exp: Experiment, resume: bool = False):
     else:
         tuner = tune.Tuner(
             trainable,
-            param_space={k: d.to_tune() for k, d in exp.space.items()},
+            param_space={k: to_tune(d) for k, d in exp.space.items()},
             tune_config=tune.TuneConfig(search_alg=_searcher(exp, fit_concurrency(exp, cpus, gpus)),
                                         scheduler=_scheduler(exp),
                                         num_samples=exp.search.num_samples, reuse_actors=True),

@@ -10,21 +10,15 @@ from __future__ import annotations
 
 import base64
 import html
-import json
-import math
 import warnings
 from pathlib import Path
 
 from raygan.errors import UserError
-from raygan.orchestrate.results import (EXPERIMENT_COPY, _fmt, pareto_ranks, ranked_rows, read_trials,
+from raygan.orchestrate.results import (EXPERIMENT_COPY, _fmt, finite, pareto_ranks, ranked_rows, read_trials,
                                         trial_yaml)
 
 MANIFEST = ".raygan-report"
 SAMPLE_GRIDS = 4  # best trials whose samples are shown
-
-
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def load_run(run_dir: Path, space: str | None):
@@ -52,24 +46,17 @@ def importances(rows: list[dict], exp) -> tuple[dict, str]:
     """Optuna's hyperparameter importance per objective ({objective: {knob:
     importance}}), from a study rebuilt from the finished trials; or a note why not."""
     import optuna
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from raygan.orchestrate.distributions import to_optuna
 
     objectives = exp.search.objectives
-    done = [r for r in rows if r["status"] == "ok" and all(_finite(r.get(m)) for m, _ in objectives)]
+    done = [r for r in rows if r["status"] == "ok" and all(finite(r.get(m)) for m, _ in objectives)]
     knobs = {k: d for k, d in exp.space.items() if len({str(v) for v in d.args}) > 1}  # a 1-option choice is no knob
     if len(done) < 2 or not knobs:
         return {}, (f"Hyperparameter importance needs at least 2 finished trials and a searched knob; "
                     f"this run has {len(done)} finished trial(s).")
 
-    def distribution(d):
-        if d.kind in ("uniform", "loguniform"):
-            return FloatDistribution(d.args[0], d.args[1], log=d.kind == "loguniform")
-        if d.kind == "int":
-            return IntDistribution(d.args[0], d.args[1])
-        # as Tune's config holds them: list options as JSON text (search_space.Dist.to_tune)
-        return CategoricalDistribution([json.dumps(a) if isinstance(a, (list, dict)) else a for a in d.args])
-
-    dists = {k: distribution(d) for k, d in knobs.items()}
+    dists = {k: to_optuna(d) for k, d in knobs.items()}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(directions=["minimize" if m == "min" else "maximize" for _, m in objectives])
     for r in done:
@@ -108,7 +95,7 @@ def _trade_off(exp, rows):
     if axes is None:
         return None, "No trade-off plot: this run has neither two objectives nor realism and diversity metrics."
     x, y, caption = axes
-    pts = [r for r in rows if r["status"] == "ok" and _finite(r.get(x)) and _finite(r.get(y))]
+    pts = [r for r in rows if r["status"] == "ok" and finite(r.get(x)) and finite(r.get(y))]
     if not pts:
         return None, f"No trade-off plot: no finished trial reported both {x} and {y}."
     if exp.search.multi_objective and not exp.search.objectives[2:]:

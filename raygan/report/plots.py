@@ -4,10 +4,11 @@ plot is decided in page.py."""
 from __future__ import annotations
 
 import io
-import math
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
+
+from raygan.orchestrate.results import finite
 
 METHOD_COLOURS = "tab10"
 
@@ -23,10 +24,6 @@ def _colours(n: int):
 
     cmap = colormaps[METHOD_COLOURS]
     return [cmap(i % cmap.N) for i in range(n)]
-
-
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def scatter_front(points: list[dict], x: str, y: str) -> bytes:
@@ -65,7 +62,7 @@ def curves(histories: list[dict], metrics: list[str], by_method: bool) -> bytes:
     for ax, metric in zip(axes, metrics):
         labelled = set()
         for h in histories:
-            pts = [(r["step"], r[metric]) for r in h["reports"] if _finite(r.get(metric)) and "step" in r]
+            pts = [(r["step"], r[metric]) for r in h["reports"] if finite(r.get(metric)) and "step" in r]
             if not pts:
                 continue
             key = h["method"] if by_method else h["trial"]
@@ -106,7 +103,7 @@ def knob_scatter(rows: list[dict], knobs: dict[str, str], metrics: list[str]) ->
             xs = values
         for i, metric in enumerate(metrics):
             ax = axes[i][j]
-            pts = [(x, r.get(metric)) for x, r in zip(xs, rows) if x is not None and _finite(r.get(metric))]
+            pts = [(x, r.get(metric)) for x, r in zip(xs, rows) if x is not None and finite(r.get(metric))]
             if pts:
                 ax.scatter(*zip(*pts), s=18, color="#4c72b0")
             if scale == "log":

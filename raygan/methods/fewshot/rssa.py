@@ -19,7 +19,6 @@ the generator's number of style layers unless ``compression_alpha`` is given.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Optional
 
@@ -148,13 +147,11 @@ def invert(g, shots: torch.Tensor, steps: int, lr: float, latent_avg=None, progr
 
 def cached_inversion(g, shots, cfg: Config, latent_avg=None, progress=print) -> torch.Tensor:
     """``invert`` once per (source weights, shots, settings); later trials load the file."""
-    from raygan.metrics.features import default_cache_dir
+    from raygan.cache import cache_dir, fingerprint
     from raygan.models.checkpoint import save_atomic
 
-    h = hashlib.sha256(f"{cfg.invert_steps}:{cfg.invert_lr}".encode())
-    for t in [*g.state_dict().values(), shots]:
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    path = default_cache_dir() / "inversions" / f"{h.hexdigest()[:20]}.pt"
+    key = fingerprint([*g.state_dict().values(), shots], 20, salt=f"{cfg.invert_steps}:{cfg.invert_lr}")
+    path = cache_dir() / "inversions" / f"{key}.pt"
     if path.is_file():
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
