@@ -49,7 +49,7 @@ def _instrument(times: list) -> None:
 def bare_step_times(cfg: dict) -> list:
     import torch
 
-    from raygan.loop import Hooks, run
+    from raygan.train.loop import Hooks, run
 
     torch.set_num_threads(cfg["train"]["torch_threads"])
     times: list = []

@@ -1,6 +1,6 @@
 """Adaptation curves of few-shot settings on the embedded benchmark, one process per run.
 
-Each run is the plain training loop (raygan.loop.run) of one method with knob
+Each run is the plain training loop (raygan.train.loop.run) of one method with knob
 overrides; every evaluation's metrics go to <out>/<run>.jsonl as they come, with
 the EMA generator kept at each evaluation (<out>/<run>_step<k>.pt, g_ema only)
 so that the curves can be rescored later with `raygan eval`, and the sample grid
@@ -42,7 +42,7 @@ def main() -> None:
 
     import torch
 
-    from raygan.loop import Hooks, prepare, run
+    from raygan.train.loop import Hooks, prepare, run
     from raygan.models.checkpoint import save_atomic
 
     torch.set_num_threads(args.threads)

@@ -1,8 +1,8 @@
 """Cost of one few-shot evaluation, per metric, on this machine (issue #14).
 
 Times what a trial's evaluation does at one evaluation: generating the samples, then each
-metric on them, through the trials' own code (metrics.evaluate.Evaluator and
-eval_fewshot.Run). The published networks get stand-in weights of their exact architectures
+metric on them, through the trials' own code (evaluation.trials.Evaluator and
+evaluation.fewshot.Run). The published networks get stand-in weights of their exact architectures
 (random values; the cost does not depend on them), written to a temporary $RAYGAN_WEIGHTS.
 Two settings: the embedded 32-px source with its default metrics, and a 256-px config-f
 generator (the papers' FFHQ source) with fid, intra_lpips and scs (sobel).
@@ -46,7 +46,7 @@ def reference_folder(folder: Path, n: int, size: int) -> Path:
 
 def time_evaluation(g_source, shots, n, metrics, run_options=None, source=None) -> dict:
     """Seconds: building the evaluator (first call: caches), generating, and each metric."""
-    from raygan.metrics.evaluate import Evaluator
+    from raygan.evaluation.trials import Evaluator
 
     t0 = time.perf_counter()
     ev = Evaluator(g_source, shots, n, metrics=metrics, run_options=run_options, source=source)
@@ -73,7 +73,7 @@ def main() -> None:
     print(machine_line(), flush=True)
 
     from raygan.data.synthetic import few_shot_target
-    from raygan.eval_fewshot import EvalOptions
+    from raygan.evaluation.fewshot import EvalOptions
     from raygan.models.checkpoint import SourceModel, load_source
     from raygan.models.stylegan2 import Generator
 

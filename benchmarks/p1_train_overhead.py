@@ -1,7 +1,7 @@
 """P1: steady-state step time of the DCL trainer inside Ray Train (1 worker) / the bare PyTorch loop
 (target <= 1.05).
 
-Both run raygan.loop.run on the same config (DCL paper defaults, embedded task,
+Both run raygan.train.loop.run on the same config (DCL paper defaults, embedded task,
 batch --batch, --threads torch threads, one evaluation at the very end); the
 same timer wraps every step in both, and a run's sample is the median step time
 after --warmup steps, on three clocks (wall, thread CPU, process CPU: see _train_timing). A is a 1-worker TorchTrainer through raygan's fit_trial

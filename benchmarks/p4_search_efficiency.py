@@ -4,7 +4,7 @@ with 4x as many trials (target <= 35 %), on the embedded DCL task.
 Both searches use raygan's own searcher and scheduler (raygan.orchestrate.tune:
 Optuna TPE / random behind Tune's ConcurrencyLimiter, Tune's ASHA with
 time_attr=step, reduction factor 2) over the space of search_spaces/dcl.yaml
-(λ1, λ2, τ, lr), minimising fd_shapesnet. Each trial runs raygan.loop.run in its
+(λ1, λ2, τ, lr), minimising fd_shapesnet. Each trial runs raygan.train.loop.run in its
 Tune process (as `raygan tune`'s one-worker trials do, without their checkpoints),
 with --steps steps, an evaluation every --eval-every steps on --eval-samples
 samples. Compute is counted in training steps consumed.
@@ -56,7 +56,7 @@ def _trainable(params, base):
 
     from ray import tune
 
-    from raygan.loop import Hooks, run
+    from raygan.train.loop import Hooks, run
     from raygan.search_space import resolve
 
     run(resolve(base, params), Hooks(report=lambda m, s: tune.report({**m, "t_report": _time.time()})))

@@ -31,7 +31,7 @@ def main():
     import ray
     import torch
 
-    from raygan.loop import Hooks, run
+    from raygan.train.loop import Hooks, run
     from raygan.orchestrate.tune import run_search, set_ray_env
     from raygan.search_space import load_experiment
 

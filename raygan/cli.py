@@ -118,7 +118,7 @@ def cmd_train(args) -> int:
     if exp.space:
         print(f"raygan: searched knobs take their defaults: {', '.join(exp.space)}")
     out = Path(exp.output.dir).expanduser().resolve() / exp.name
-    from raygan.loop import NonFiniteLoss
+    from raygan.train.loop import NonFiniteLoss
     from raygan.orchestrate.local import train_local, train_on_ray
 
     try:
@@ -147,15 +147,15 @@ def cmd_data(args) -> int:
 
 
 def cmd_pretrain(args) -> int:
-    from raygan.pretrain import pretrain
+    from raygan.train.pretrain import pretrain
 
     pretrain(args.out, steps=args.steps, size=args.size, seed=args.seed, force=args.force, init=args.init)
     return 0
 
 
 def cmd_eval(args) -> int:
-    from raygan.eval import evaluate_checkpoint, format_table, parse_metrics
-    from raygan.eval_fewshot import EvalOptions
+    from raygan.evaluation.command import evaluate_checkpoint, format_table, parse_metrics
+    from raygan.evaluation.fewshot import EvalOptions
 
     opts = EvalOptions(metrics=parse_metrics(args.metrics) if args.metrics else None, samples=args.samples, reference=args.reference,
                        reference_count=args.reference_count, shots=args.shots, source=args.source,

@@ -67,6 +67,67 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
+# The layers of docs/ARCHITECTURE.md: (group, layer, module prefixes), the longest matching prefix
+# decides. A module may import from a lower layer or from its own group, nothing else.
+GROUPS = [
+    ("bottom", 0, ["raygan", "raygan.errors", "raygan.registry", "raygan.config", "raygan.cache", "raygan.weights",
+                   "raygan.train", "raygan.train.sync"]),
+    ("models", 1, ["raygan.models"]),
+    ("losses", 2, ["raygan.losses"]),
+    ("data", 2, ["raygan.data"]),
+    ("methods", 3, ["raygan.methods"]),
+    ("metrics", 3, ["raygan.metrics"]),
+    ("evaluation", 4, ["raygan.evaluation"]),
+    ("families", 5, ["raygan.families"]),
+    ("experiment", 6, ["raygan.search_space", "raygan.train.loop", "raygan.train.pretrain"]),
+    ("commands", 7, ["raygan.evaluation.command", "raygan.evaluation.labels", "raygan.orchestrate", "raygan.report",
+                     "raygan.dashboard"]),
+    ("cli", 8, ["raygan.cli"]),
+]
+RAY_USERS = ("raygan.orchestrate", "raygan.dashboard", "raygan.data.streams", "raygan.report")
+
+
+def group_of(module: str) -> tuple[str, int]:
+    best = None
+    for group, layer, prefixes in GROUPS:
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and (best is None or len(p) > best[2]):
+                best = (group, layer, len(p))
+    return best[:2]
+
+
+def forbidden(graph) -> list[str]:
+    out = []
+    for module, deps in sorted(graph.items()):
+        group, layer = group_of(module)
+        for dep in sorted(deps):
+            dep_group, dep_layer = group_of(dep)
+            if not (dep_layer < layer or dep_group == group):
+                out.append(f"{module} ({group}) imports {dep} ({dep_group})")
+    return out
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    assert forbidden(import_graph()) == []
+
+
+def test_the_layer_check_catches_a_method_importing_a_metric():
+    assert forbidden({"raygan.methods.fewshot.dcl": {"raygan.metrics.fid"}, "raygan.metrics.fid": set()}) == [
+        "raygan.methods.fewshot.dcl (methods) imports raygan.metrics.fid (metrics)"]
+
+
+def test_only_orchestration_and_data_streaming_import_ray():
+    users = []
+    for path in PACKAGE.rglob("*.py"):
+        name = module_name(path)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            mods = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                    [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            if any(m == "ray" or m.startswith("ray.") for m in mods) and not name.startswith(RAY_USERS):
+                users.append(name)
+    assert sorted(set(users)) == []
+
+
 def test_no_import_cycles():
     assert cycles(import_graph()) == []
 
@@ -77,3 +138,22 @@ def test_the_walker_finds_a_cycle():
 
 def test_the_registry_imports_no_raygan_module():
     assert import_graph()["raygan.registry"] == set()
+
+
+def test_every_lazy_import_names_something_that_exists():
+    """Imports inside functions run late: a moved or renamed name would only fail when that
+    function is first called (in a trial, on a user's input)."""
+    import importlib
+
+    missing = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("raygan"):
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    if not hasattr(module, alias.name):
+                        try:
+                            importlib.import_module(f"{node.module}.{alias.name}")
+                        except ImportError:
+                            missing.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.module}.{alias.name}")
+    assert missing == []

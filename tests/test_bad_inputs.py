@@ -347,7 +347,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, monkeypatch, cap
     import ray  # a check that stopped working fails the test here instead of running a search
 
     monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray started: the input was not refused first"))
-    monkeypatch.setattr("raygan.loop.run", lambda *a, **k: pytest.fail("training started: the input was not refused"))
+    monkeypatch.setattr("raygan.train.loop.run", lambda *a, **k: pytest.fail("training started: the input was not refused"))
     packed = lambda: shutil.copytree(request.getfixturevalue("packed_scenes"), tmp_path / "packed")  # noqa: E731
     argv, where, expected = CASES[name](tmp_path, packed)
     before = snapshot(tmp_path)

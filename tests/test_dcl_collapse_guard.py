@@ -17,7 +17,7 @@ import torch
 from raygan.methods.fewshot.sections import TrainConfig
 from raygan.data.synthetic import few_shot_target
 from raygan.methods.fewshot import dcl, tgan as finetune
-from raygan.metrics.sampling import generate
+from raygan.evaluation.sampling import generate
 from raygan.models.checkpoint import load_source
 
 SOURCE = load_source("embedded")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from raygan import eval as E
+from raygan.evaluation import command as E
 from raygan.metrics import diversity as D
 from raygan.cli import main
 from raygan.metrics import features as Fe

@@ -107,7 +107,7 @@ def _attempts(events):
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_killed_worker_resumes_from_its_last_checkpoint(ray_local, tmp_path, monkeypatch):
-    from raygan.loop import prepare
+    from raygan.train.loop import prepare
     from raygan.orchestrate.diagnostics import KILL_ENV
     from raygan.orchestrate.train import STATE_FILE, fit_trial
     from raygan.search_space import load_experiment

@@ -93,7 +93,7 @@ def test_shots_are_flipped_only_with_flip():
 def test_a_run_is_reproducible_whatever_the_global_rng_held_before():
     """CDC's patch head is initialised from torch's global RNG: the loop seeds it before building
     the method (it once did after, and every CDC/DCL/RSSA run started from another patch head)."""
-    from raygan.loop import Hooks, run
+    from raygan.train.loop import Hooks, run
     from raygan.search_space import load_experiment
 
     cfg = load_experiment("search_spaces/cdc.yaml").trial_config

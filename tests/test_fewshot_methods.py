@@ -103,7 +103,7 @@ def test_rssa_renders_compressed_styles_for_both_generators():
 
 def test_rssa_is_evaluated_and_saved_with_its_compression():
     """Trial evaluations and `raygan eval` sample RSSA's G_t through Eq. 8, as it trains."""
-    from raygan.metrics.sampling import generate
+    from raygan.evaluation.sampling import generate
 
     m = make(rssa, invert_steps=5, compression_alpha=[0, 0, 0, 0, 1, 1, 1, 1])
     for _ in range(2):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from raygan.loop import build_method
+from raygan.train.loop import build_method
 from raygan.models.checkpoint import load_file, load_source
 from raygan.models.stylegan2 import Discriminator, Generator
 from raygan.search_space import load_experiment

@@ -6,7 +6,7 @@ import torch.nn as nn
 
 from raygan.data.semipaired import pack
 from raygan.errors import UserError
-from raygan.metrics.label_eval import LabelMapEvaluator, load_segmenter, packed_evaluator
+from raygan.evaluation.label_scoring import LabelMapEvaluator, load_segmenter, packed_evaluator
 from raygan.search_space import typed
 from test_layouts import make_cityscapes
 
@@ -118,7 +118,7 @@ def _cfg(**data):
 
 
 def test_experiment_scores_with_the_users_segmenter(tmp_path):
-    from raygan.loop import build_method
+    from raygan.train.loop import build_method
     from raygan.families import labelgen
 
     pack("scenes", tmp_path / "val", ratio=1.0, n_train=6, size=32, seed=3)

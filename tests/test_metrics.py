@@ -202,7 +202,7 @@ def test_make_distance_lpips_from_local_file(tmp_path, monkeypatch, backbone):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     torch.manual_seed(0)
     ref = (torchvision.models.vgg16 if backbone == "vgg" else torchvision.models.alexnet)()
-    path = tmp_path / "hub" / "checkpoints" / D.BACKBONE_FILES[backbone]
+    path = tmp_path / "hub" / "checkpoints" / D.backbone_file(backbone).name
     path.parent.mkdir(parents=True)
     torch.save(ref.state_dict(), path)
     kind = "auto" if backbone == "vgg" else "lpips_alex"
@@ -226,7 +226,7 @@ def test_make_distance_lpips_from_local_file(tmp_path, monkeypatch, backbone):
 
 def test_evaluator_scs_pairs_source_and_adapted_on_the_same_z_and_noise():
     from raygan.data.synthetic import few_shot_target
-    from raygan.metrics.evaluate import Evaluator
+    from raygan.evaluation.trials import Evaluator
     from raygan.models.checkpoint import load_source
 
     src = load_source("embedded")

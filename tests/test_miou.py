@@ -6,7 +6,7 @@ import torch
 
 from raygan.data import scenes as S
 from raygan.metrics import miou as M
-from raygan.metrics.label_eval import SceneEvaluator
+from raygan.evaluation.label_scoring import SceneEvaluator
 
 torch.set_num_threads(1)
 

@@ -42,7 +42,7 @@ def _traces(log_dir):
 
 
 def _fit(tmp_path, name, text):
-    from raygan.loop import prepare
+    from raygan.train.loop import prepare
     from raygan.orchestrate.train import fit_trial
     from raygan.search_space import load_experiment
 

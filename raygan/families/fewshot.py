@@ -10,8 +10,9 @@ import torch
 from raygan.errors import UserError
 from raygan.methods.fewshot.adapter import FewShotAdapter
 from raygan.methods.fewshot.sections import SECTIONS
+from raygan.models.lpips import BACKBONES
 from raygan.registry import Family
-from raygan.sync import no_sync
+from raygan.train.sync import no_sync
 
 
 def build(t: dict, device="cpu", grad_sync: Callable = no_sync, seed: int = 0, **_) -> FewShotAdapter:
@@ -32,7 +33,7 @@ def trial_metrics(data, train) -> tuple[str, ...]:
     """What an evaluation computes (``train.metrics``): by default the embedded set on the
     embedded sketches; on a folder target fid (or, without a reference set, fid_shots),
     intra_lpips and scs."""
-    from raygan.metrics.evaluate import EMBEDDED_DEFAULT
+    from raygan.evaluation.trials import EMBEDDED_DEFAULT
 
     if train.metrics:
         return tuple(train.metrics)
@@ -69,7 +70,7 @@ def default_objective(cfg: dict) -> tuple[str, str]:
 def run_options(t: dict, device="cpu"):
     """The EvalOptions of a trial's published metrics: what `raygan eval` of its
     checkpoint needs to compute the same numbers (same samples, seed, reference and weights)."""
-    from raygan.eval_fewshot import EvalOptions
+    from raygan.evaluation.fewshot import EvalOptions
 
     data, train = t["data"], t["train"]
     return EvalOptions(metrics=trial_metrics(data, train), samples=train.eval_samples,
@@ -95,7 +96,7 @@ class Evaluation:
     grid_name = "source_vs_adapted"
 
     def __init__(self, t: dict, method: FewShotAdapter, device="cpu"):
-        from raygan.metrics.evaluate import Evaluator
+        from raygan.evaluation.trials import Evaluator
 
         train = t["train"]
         self.evaluator = Evaluator(method.g_source, method.shots, train.eval_samples, seed=train.seed,
@@ -122,7 +123,7 @@ def check_metrics(t: dict, objectives, where: str) -> None:
     """Before any trial: the metrics suit the target, their weights files and folders exist
     (one line naming the missing file), and every objective is a reported metric."""
     from raygan.methods.fewshot.sections import EMBEDDED_METRICS
-    from raygan.eval_fewshot import preflight
+    from raygan.evaluation.fewshot import preflight
 
     data, train = t["data"], t["train"]
     metrics = trial_metrics(data, train)
@@ -149,12 +150,12 @@ def pinned_weights(t: dict) -> dict[str, str]:
     """The weights files this driver found, as knobs for the trials (``train.*_weights``): a
     trial then reads the very file that was checked and hashed here, whatever environment its
     Ray worker was started with."""
-    from raygan.eval_fewshot import INCEPTION_METRICS
+    from raygan.evaluation.fewshot import INCEPTION_METRICS
     from raygan import weights
 
     metrics, train = set(trial_metrics(t["data"], t["train"])), t["train"]
     wanted = {"inception_weights": ("inception", bool(metrics & set(INCEPTION_METRICS))),
-              "lpips_weights": ({"vgg": "vgg16", "alex": "alexnet"}[train.lpips_net], "intra_lpips" in metrics),
+              "lpips_weights": (BACKBONES[train.lpips_net], "intra_lpips" in metrics),
               "hed_weights": ("hed", "scs" in metrics and train.scs_edges == "hed")}
     return {f"train.{knob}": str(weights.resolve(name, getattr(train, knob) or None).path.resolve())
             for knob, (name, used) in wanted.items() if used}
@@ -189,13 +190,13 @@ def prepare(t: dict, methods: list[str], where: str, progress=print, objectives=
 def warm_caches(t: dict, source, shots, progress=print) -> None:
     """What every trial's evaluation would otherwise build first, once, in the driver:
     ShapesNet and its reference statistics, the reference set's Inception features."""
-    from raygan.metrics.evaluate import SHAPESNET_METRICS, warm_cache
+    from raygan.evaluation.trials import SHAPESNET_METRICS, warm_cache
 
     metrics = trial_metrics(t["data"], t["train"])
     if set(metrics) & set(SHAPESNET_METRICS):
         warm_cache(source.size)
     if {"fid", "kid"} & set(metrics):
-        from raygan.eval_fewshot import Run
+        from raygan.evaluation.fewshot import Run
 
         progress("inception features of the reference set (cached)")
         Run(run_options(t), source, images=None, z=None).reference_features()

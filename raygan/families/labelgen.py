@@ -11,7 +11,7 @@ from raygan.errors import UserError
 from raygan.methods.labelgen.harness import LabelToImage
 from raygan.methods.labelgen.sections import SECTIONS, DataConfig
 from raygan.registry import Family
-from raygan.sync import no_sync
+from raygan.train.sync import no_sync
 
 # -- data -------------------------------------------------------------------------------------
 
@@ -123,7 +123,7 @@ class Evaluation:
     provenance: dict = {}  # the family's metric names say their networks (miou_<segmenter>, fd_segnet)
 
     def __init__(self, t: dict, method: LabelToImage, device="cpu"):
-        from raygan.metrics.label_eval import SceneEvaluator, packed_evaluator
+        from raygan.evaluation.label_scoring import SceneEvaluator, packed_evaluator
 
         d, n, seed = t["data"], t["train"].eval_samples, t["train"].seed
         self.evaluator = (packed_evaluator(d.eval_root, d.segmenter, n, seed, device) if d.segmenter
@@ -160,7 +160,7 @@ def prepare(t: dict, methods: list[str], where: str, progress=print, objectives=
         size = info["size"]
     if d.segmenter:
         from raygan.data.scenes import N_CLASSES
-        from raygan.metrics.label_eval import load_segmenter
+        from raygan.evaluation.label_scoring import load_segmenter
 
         held = read_split(d.eval_root)
         want = (info["n_classes"] if d.dataset == "packed" else N_CLASSES, size)

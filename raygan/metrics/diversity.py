@@ -10,8 +10,6 @@ shapesnet_distance), named "intra_shapesnet" so that it never passes for LPIPS.
 """
 from __future__ import annotations
 
-import warnings
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -19,8 +17,8 @@ import torch.nn.functional as F
 from raygan.data.fakes import gaussian_blur
 from raygan.data.synthetic import held_out
 from raygan.metrics.features import ShapesNet, load_shapesnet
+from raygan.models.lpips import backbone_file, build_lpips
 
-BACKBONE_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth"}
 LPIPS_MIN_SIZE = 64
 
 
@@ -82,37 +80,6 @@ def shapesnet_distance(net: ShapesNet) -> PerceptualDistance:
         return sum(((a - b) ** 2).sum(1).mean((1, 2)) for a, b in zip(fa, fb)).cpu()
 
     return PerceptualDistance(embed, compare)
-
-
-def backbone_file(backbone: str) -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / BACKBONE_FILES[backbone]
-
-
-def build_lpips(backbone: str = "vgg", path=None):
-    """An lpips.LPIPS model whose backbone comes from the local torchvision checkpoint (never
-    downloaded; ``path``, else the torch hub cache); its linear-layer weights ship inside the
-    lpips package."""
-    import lpips
-
-    path = Path(path) if path else backbone_file(backbone)
-    if not path.is_file():
-        raise FileNotFoundError(f"LPIPS-{backbone} needs torchvision's ImageNet weights: {path} is missing "
-                                f"(copy {path.name} there, or set TORCH_HOME)")
-    with warnings.catch_warnings():  # torchvision's deprecation notice for pretrained=False
-        warnings.simplefilter("ignore")
-        model = lpips.LPIPS(net=backbone, pretrained=True, pnet_rand=True, verbose=False)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    # lpips splits torchvision's `features` Sequential into slices that keep the original
-    # module indices: features.<i>.<p>  ->  slice<k>.<i>.<p>.
-    owner = {idx: name for name, sl in model.net.named_children() for idx in sl._modules}
-    mapped = {}
-    for key, value in state.items():
-        if key.startswith("features."):
-            idx, param = key[len("features."):].split(".", 1)
-            if idx in owner:
-                mapped[f"{owner[idx]}.{idx}.{param}"] = value
-    model.net.load_state_dict(mapped, strict=True)
-    return model.eval()
 
 
 def lpips_distance(backbone: str = "vgg", device="cpu", path=None) -> PerceptualDistance:

@@ -22,7 +22,7 @@ def _fresh_dir(exp: Experiment, out: Path) -> None:
 def train_local(exp: Experiment, out: Path) -> dict:
     import torch
 
-    from raygan.loop import Hooks, prepare, run
+    from raygan.train.loop import Hooks, prepare, run
     from raygan.models.checkpoint import save_atomic
 
     exp.trial_config = prepare(exp.trial_config, [exp.trial_config["method"]["name"]], exp.path,

@@ -67,8 +67,8 @@ def run_worker(config: dict, session, rank: int, world: int, device, dataset_sha
     import ray
     import torch
 
-    from raygan.loop import Hooks, NonFiniteLoss, run
-    from raygan.sync import no_sync
+    from raygan.train.loop import Hooks, NonFiniteLoss, run
+    from raygan.train.sync import no_sync
     from raygan.models.checkpoint import save_atomic
 
     config = dict(config)
@@ -149,7 +149,7 @@ def _datasets(config: dict) -> dict | None:
 
 
 def _raise_if_stopped(run_dir: Path) -> None:
-    from raygan.loop import NonFiniteLoss
+    from raygan.train.loop import NonFiniteLoss
 
     if (run_dir / STOP_FILE).exists():
         raise NonFiniteLoss((run_dir / STOP_FILE).read_text())
@@ -175,7 +175,7 @@ def train_in_trial(config: dict, scaling, log_dir: str, label: str) -> None:
 def fit_trial(config: dict, scaling, name: str, storage: str, log_dir: str | None,
               callbacks=(), label: str = "train"):
     """Run one config through a TorchTrainer (blocking); returns Train's Result.
-    Raises raygan.loop.NonFiniteLoss when a loss diverged."""
+    Raises raygan.train.loop.NonFiniteLoss when a loss diverged."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 

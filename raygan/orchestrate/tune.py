@@ -23,7 +23,7 @@ def _trial(params: dict, *, base: dict, scaling, exp_dir: str, objectives=()) ->
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from raygan.loop import NonFiniteLoss
+    from raygan.train.loop import NonFiniteLoss
     from raygan.orchestrate.train import fit_trial, train_in_trial
 
     ctx = tune.get_context()
@@ -138,7 +138,7 @@ def prepare_shared_assets(exp: Experiment) -> None:
     """Check the methods against the source model and build the cached metric
     networks (and e.g. RSSA's inversions) once in the driver, not in every trial;
     the trials' config gets the files the checks found (``loop.prepare``)."""
-    from raygan.loop import prepare
+    from raygan.train.loop import prepare
 
     exp.trial_config = prepare(exp.trial_config, exp.methods, exp.path, objectives=exp.search.objectives,
                                progress=lambda line: print(f"raygan: {line}", flush=True))

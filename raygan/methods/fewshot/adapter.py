@@ -27,7 +27,7 @@ from raygan.config import knob
 from raygan.errors import UserError
 from raygan.losses.adversarial import d_nonsaturating, g_nonsaturating, path_length_penalty, r1_penalty
 from raygan.models.patch_disc import PatchHead
-from raygan.sync import no_sync
+from raygan.train.sync import no_sync
 
 
 @dataclass

@@ -123,7 +123,7 @@ def latent_map_of(state: dict, g) -> CompressedStyles | None:
 def invert(g, shots: torch.Tensor, steps: int, lr: float, latent_avg=None, progress=print) -> torch.Tensor:
     """W+ codes [n, L, D] that make G_s reproduce the shots (Image2StyleGAN-style:
     Adam on w+ from the mean style, MSE + LPIPS-VGG when its weights are present)."""
-    from raygan.metrics.diversity import backbone_file, build_lpips
+    from raygan.models.lpips import backbone_file, build_lpips
 
     perceptual = build_lpips("vgg").eval() if backbone_file("vgg").is_file() else None
     if perceptual is not None:

@@ -34,7 +34,7 @@ class ModelConfig:
     checkpoint: str = knob("embedded", path=True, help="'embedded' or a rosinality-layout StyleGAN2 .pt")
 
 
-# What a few-shot evaluation can report (raygan/metrics/evaluate.py computes them).
+# What a few-shot evaluation can report (raygan/evaluation/trials.py computes them).
 TRIAL_METRICS = ("realism", "intra_shapesnet", "fd_shapesnet", "scs", "fid", "kid", "fid_shots", "is", "intra_lpips")
 EMBEDDED_METRICS = ("realism", "intra_shapesnet", "fd_shapesnet")  # raygan's ShapesNet: embedded sketches only
 
@@ -61,7 +61,7 @@ class TrainConfig:
     train_noise_strengths: bool = knob(False, help="also train G's per-layer noise strengths (*.noise.weight)")
     eval_every: int = knob(100, lo=1, help="steps between evaluations/checkpoints (and one before step 1)")
     eval_samples: int = knob(500, lo=20, hi=100_000, help="samples behind every metric of an evaluation")
-    metrics: list[str] = knob([], help="what each evaluation reports (metrics/evaluate.py TRIAL_METRICS); "
+    metrics: list[str] = knob([], help="what each evaluation reports (evaluation/trials.py TRIAL_METRICS); "
                                        "empty: the target's default set")
     scs_edges: str = knob("sobel", choices=["sobel", "canny", "hed"],
                           help="edge detector behind SCS (RSSA Eq. 9-10); hed needs the HED weights")

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from raygan.methods.labelgen.sections import TrainConfig
-from raygan.sync import no_sync
+from raygan.train.sync import no_sync
 
 
 def one_hot(labels: torch.Tensor, n_classes: int) -> torch.Tensor:

@@ -11,7 +11,7 @@
   same z and noise (Eq. 9–10), on the first ``N_SCS`` samples;
 and a folder target reports ``fid`` (against ``data.reference``; without one ``fid_shots``,
 against the shots), ``intra_lpips`` and ``scs_<edges>``. The published metrics (fid, kid,
-fid_shots, intra_lpips) are computed by raygan.eval_fewshot.Run, as `raygan eval` computes
+fid_shots, intra_lpips) are computed by raygan.evaluation.fewshot.Run, as `raygan eval` computes
 them; every score's provenance is kept in ``provenance``.
 """
 from __future__ import annotations
@@ -20,13 +20,13 @@ import torch
 from torchvision.utils import make_grid
 
 from raygan.metrics.fid import N_SKETCH_REFERENCE
-from raygan.metrics.sampling import eval_codes, generate
+from raygan.evaluation.sampling import eval_codes, generate
 
 N_SCS = 200  # sample pairs behind SCS
 GENERATE_BATCH = 200
 EMBEDDED_DEFAULT = ("realism", "intra", "fd_shapesnet", "scs")  # "intra": LPIPS-VGG if cached, else ShapesNet
 SHAPESNET_METRICS = ("realism", "intra", "intra_shapesnet", "fd_shapesnet")
-RUN_METRICS = ("fid", "kid", "fid_shots", "is", "intra_lpips")  # computed by eval_fewshot.Run
+RUN_METRICS = ("fid", "kid", "fid_shots", "is", "intra_lpips")  # computed by evaluation.fewshot.Run
 
 
 def warm_cache(size: int) -> None:
@@ -43,7 +43,7 @@ class Evaluator:
     row of the grid and SCS's reference are G_s through its own mapping.
 
     ``metrics``: names of TRIAL_METRICS (None: EMBEDDED_DEFAULT); ``run_options`` (a
-    raygan.eval_fewshot.EvalOptions) and ``source`` (the SourceModel) are what the published ones need."""
+    raygan.evaluation.fewshot.EvalOptions) and ``source`` (the SourceModel) are what the published ones need."""
 
     def __init__(self, g_source, shots: torch.Tensor, n_samples: int, seed: int = 0, device="cpu",
                  n_grid: int = 8, edges: tuple | None = None, latent_map=None, metrics=None,
@@ -106,7 +106,7 @@ class Evaluator:
             out[self.scs_name] = scs(images[:N_SCS], self.source_scs, self.edges)
         published = [m for m in self.names if m in RUN_METRICS]
         if published:
-            from raygan.eval_fewshot import Run
+            from raygan.evaluation.fewshot import Run
 
             run = Run(self.run_options, self.source, images, self.z, shots=(self.shots.cpu(), self.shots_name))
             for name in published:

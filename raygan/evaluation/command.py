@@ -5,7 +5,7 @@ reference set) in a new ``eval_<timestamp>.json`` (never overwriting a file) and
 table. Published metrics (fid, kid, is, intra_lpips, scs with HED) need their weights files
 (``raygan.weights``); the embedded ones (fd_shapesnet, realism, intra_shapesnet) use
 raygan's own ShapesNet and carry its name. A label-to-image checkpoint is scored by its
-trial's own evaluation, rebuilt (``raygan.eval_labels``): metric ``miou``.
+trial's own evaluation, rebuilt (``raygan.evaluation.labels``): metric ``miou``.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 
 from raygan.errors import UserError
-from raygan.eval_fewshot import EMBEDDED, PUBLISHED, EvalOptions, Run, preflight
-from raygan.metrics.sampling import eval_codes, generate
+from raygan.evaluation.fewshot import EMBEDDED, PUBLISHED, EvalOptions, Run, preflight
+from raygan.evaluation.sampling import eval_codes, generate
 
 LABEL_TO_IMAGE = ("miou",)  # the family's evaluation: miou_*, and with SegNet miou_rare, fd_segnet
 METRICS = PUBLISHED + EMBEDDED + LABEL_TO_IMAGE
@@ -113,7 +113,7 @@ def check_options(opts: EvalOptions) -> None:
 
 def evaluate_checkpoint(path, opts: EvalOptions, progress=print) -> tuple[list[dict], Path]:
     """Score a checkpoint; returns the provenance records and the JSON file written."""
-    from raygan.eval_labels import evaluate_labels, is_label_to_image, load_state
+    from raygan.evaluation.labels import evaluate_labels, is_label_to_image, load_state
     from raygan.methods.fewshot.rssa import latent_map_of
 
     given = Path(path).expanduser()

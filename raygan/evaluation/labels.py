@@ -51,9 +51,10 @@ def trial_config(given: Path, ckpt: Path, config: str | None) -> tuple[dict, str
 
 def evaluate_labels(given: Path, ckpt: Path, state: dict, opts, progress=print) -> list[dict]:
     """Provenance records of the family's metrics for this checkpoint."""
-    from raygan.loop import build_method, prepare
-    from raygan.metrics.label_eval import SceneEvaluator
-    from raygan.metrics.miou import VERSION, _fingerprint
+    from raygan.train.loop import build_method, prepare
+    from raygan.evaluation.label_scoring import SceneEvaluator
+    from raygan.cache import fingerprint
+    from raygan.metrics.miou import VERSION
     from raygan.metrics.published import Score
     from raygan.registry import family_of
 
@@ -72,7 +73,7 @@ def evaluate_labels(given: Path, ckpt: Path, state: dict, opts, progress=print) 
     ev = evaluation.evaluator
     if isinstance(ev, SceneEvaluator):
         network, sha = f"segnet {VERSION} (raygan's own, trained on real scenes; not a published network)", \
-            _fingerprint(ev.net)
+            fingerprint(ev.net, 10)
         reference = f"{len(ev.labels)} held-out scenes (seed {opts.seed}); fd against SegNet reference scenes"
     else:
         seg = Path(t["data"].segmenter)

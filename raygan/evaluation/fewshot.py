@@ -1,6 +1,6 @@
 """The published and embedded metrics of a StyleGAN2 generator, each with its provenance.
 
-``Run`` takes one batch of generated images (fixed z, seeded noise: ``metrics.sampling``) and
+``Run`` takes one batch of generated images (fixed z, seeded noise: ``evaluation.sampling``) and
 computes the requested metrics on them, sharing what several need (Inception outputs,
 ShapesNet, the shots). `raygan eval` and the few-shot trials' evaluation both use it, so a
 checkpoint scores the same in a trial and afterwards. Metric networks are loaded once per
@@ -16,7 +16,8 @@ import torch
 
 from raygan.cache import fingerprint
 from raygan.errors import UserError
-from raygan.metrics.sampling import generate
+from raygan.evaluation.sampling import generate
+from raygan.models.lpips import BACKBONES
 
 EMBEDDED_REFERENCE_SEED = 1  # held_out("target", seed=1): the trials' fd_shapesnet reference
 PUBLISHED = ("fid", "kid", "is", "fid_shots", "intra_lpips", "scs")  # published networks, any target
@@ -55,7 +56,7 @@ def preflight(metrics, opts) -> None:
     if metrics & set(INCEPTION_METRICS):
         weights.resolve("inception", opts.inception)
     if "intra_lpips" in metrics:
-        weights.resolve({"vgg": "vgg16", "alex": "alexnet"}[opts.lpips_net], opts.lpips_weights)
+        weights.resolve(BACKBONES[opts.lpips_net], opts.lpips_weights)
     if "scs" in metrics and opts.scs_edges == "hed":
         weights.resolve("hed", opts.hed)
     if opts.reference and metrics & {"fid", "kid"}:
@@ -204,7 +205,7 @@ class Run:
         from raygan.metrics.published import Score
 
         backbone = self.opts.lpips_net
-        w = weights.resolve({"vgg": "vgg16", "alex": "alexnet"}[backbone], self.opts.lpips_weights)
+        w = weights.resolve(BACKBONES[backbone], self.opts.lpips_weights)
         dist = _network(backbone, str(w.path), w.sha256, str(self.opts.device), w.known.what)
         shots, shots_name = self.shots()
         value = intra_cluster_diversity(self.images, shots, dist, seed=self.opts.seed)

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from raygan.sync import no_sync
+from raygan.train.sync import no_sync
 from raygan.registry import family_of
 from raygan.search_space import resolve, typed
 
