@@ -43,7 +43,7 @@ def main() -> None:
     import torch
 
     from raygan.train.loop import Hooks, prepare, run
-    from raygan.models.checkpoint import save_atomic
+    from raygan.cache import save_atomic
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)

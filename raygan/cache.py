@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -45,3 +47,47 @@ def cached_arrays(path, compute: Callable[[], dict]) -> dict:
     np.savez(tmp, **arrays)
     tmp.replace(path)
     return arrays
+
+
+def save_atomic(obj, path) -> None:
+    """torch.save to a temporary file in the same folder, then rename over ``path``: a reader
+    (or a killed writer) never sees half a file."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cached_network(path, meta: dict, build: Callable, train: Callable, what: str):
+    """A network trained once and kept at ``path``: loaded when the file's ``meta`` entries
+    (e.g. version, size) match, built by ``build(config)`` from the constructor config saved
+    with it; otherwise (no file, another version, an unreadable file: reported) ``train()``ed
+    now and saved atomically. Returned in eval mode on the CPU."""
+    import torch
+
+    path = Path(path)
+    if path.exists():
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            found = {k: blob.get(k) for k in meta}
+            if found != meta:
+                raise ValueError(f"{found} where {meta} was expected")
+            net = build(blob.get("config") or {})
+            net.load_state_dict(blob["state_dict"])
+            return net.eval()
+        except Exception as exc:  # any unreadable file means: rebuild it
+            warnings.warn(f"{what} cache {path} is unusable ({type(exc).__name__}: {exc}); retraining")
+    net = train()
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    save_atomic({**meta, "config": dict(getattr(net, "config", {})), "state_dict": state}, path)
+    return net.eval()

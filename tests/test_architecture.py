@@ -157,3 +157,34 @@ def test_every_lazy_import_names_something_that_exists():
                         except ImportError:
                             missing.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.module}.{alias.name}")
     assert missing == []
+
+
+def test_the_worked_example_of_adding_a_method_runs(tmp_path, monkeypatch):
+    """docs/ARCHITECTURE.md's new method, as written there: its file plus its registry line make a
+    method that loads from YAML, builds, trains and evaluates."""
+    import re
+    import sys
+    import textwrap
+
+    from raygan import registry
+    from raygan.search_space import load_experiment
+    from raygan.train.loop import Hooks, run
+
+    doc = (PACKAGE.parent / "docs" / "ARCHITECTURE.md").read_text()
+    code, line = re.findall(r"```python\n(.*?)```", doc, re.S)[:2]
+    module_path, = re.findall(r'"raygan\.methods\.fewshot\.(\w+)"', line)
+    (tmp_path / f"{module_path}_example.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    name = re.findall(r'"(\w+)": \("fewshot"', line)[0]
+    monkeypatch.setitem(registry.METHODS, name, ("fewshot", f"{module_path}_example"))
+    exp = tmp_path / "example.yaml"
+    exp.write_text(textwrap.dedent(f"""\
+        method: {{name: {name}, weight: {{loguniform: [0.01, 10]}}}}
+        train: {{steps: 2, batch_size: 2, eval_every: 2, eval_samples: 20}}
+        """))
+    cfg = load_experiment(exp).trial_config
+    reports = []
+    final = run(cfg, Hooks(report=lambda m, s: reports.append(m)))
+    assert final["step"] == 2 and "loss/l2sp" in final and final["loss/l2sp"] >= 0
+    assert len(reports) == 2 and "fd_shapesnet" in final
+    sys.modules.pop(f"{module_path}_example", None)

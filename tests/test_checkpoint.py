@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from raygan.errors import UserError
-from raygan.models.checkpoint import EMBEDDED, infer_generator_config, load_source, save_atomic
+from raygan.cache import save_atomic
+from raygan.models.checkpoint import EMBEDDED, infer_generator_config, load_source
 from raygan.models.stylegan2 import Discriminator, Generator
 
 

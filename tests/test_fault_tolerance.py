@@ -19,7 +19,7 @@ from raygan.models.checkpoint import load_file
 
 WRITER = """
 import sys, torch
-from raygan.models.checkpoint import save_atomic
+from raygan.cache import save_atomic
 big = {"g_ema": {f"w{i}": torch.full((1024, 1024), float(i)) for i in range(8)}}  # 32 MiB
 print("ready", flush=True)
 n = 0

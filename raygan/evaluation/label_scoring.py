@@ -19,8 +19,11 @@ import torch.nn.functional as F
 from torchvision.utils import make_grid
 
 from raygan.data.scenes import N_CLASSES, PALETTE, RARE, held_out
+from raygan.evaluation.sampling import NOISE_SEED_STRIDE
 from raygan.metrics import miou as M
 from raygan.metrics.fid import feature_stats, frechet_distance
+
+STREAM_STRIDE = 10_007  # label stream k of an evaluation draws its noise apart from stream 0
 
 
 def _fork_rng_devices(device) -> list:
@@ -63,7 +66,7 @@ class LabelMapEvaluator:
         out = []
         with torch.random.fork_rng(devices=_fork_rng_devices(self.device)):
             for i, lab in enumerate(labels.split(self.batch)):
-                torch.manual_seed(self.seed * 100_003 + stream * 10_007 + i)
+                torch.manual_seed(self.seed * NOISE_SEED_STRIDE + stream * STREAM_STRIDE + i)
                 images = generate(self.onehot(lab))
                 if images.shape != (len(lab), 3, *lab.shape[-2:]):
                     raise ValueError(f"generate returned {tuple(images.shape)} for {len(lab)} label maps "

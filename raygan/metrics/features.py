@@ -16,9 +16,7 @@ carry "shapesnet" in their names.
 """
 from __future__ import annotations
 
-import os
 import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -160,26 +158,11 @@ def heldout_accuracy(net: ShapesNet, size: int = 32, n: int = 500, seed: int = 0
 
 def load_shapesnet(size: int = 32, cache_dir=None, device="cpu", steps: int = DEFAULT_STEPS) -> ShapesNet:
     """The ShapesNet for `size`, in eval mode: from the cache (`cache_dir`, else $RAYGAN_CACHE,
-    else ~/.cache/raygan), otherwise trained now and cached atomically. A cache file that
-    cannot be loaded is reported, retrained and overwritten."""
-    path = _cache_path(cache_dir, size, steps)
-    if path.exists():
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-            if blob.get("version") != VERSION or blob.get("size") != size:
-                raise ValueError(f"version/size mismatch ({blob.get('version')}, {blob.get('size')})")
-            net = ShapesNet()
-            net.load_state_dict(blob["state_dict"])
-            return net.to(device).eval()
-        except Exception as exc:  # any unreadable file means: rebuild it
-            warnings.warn(f"shapesnet cache {path} is unusable ({type(exc).__name__}: {exc}); retraining")
-    net = train_shapesnet(size, steps=steps, device=device)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    torch.save({"version": VERSION, "size": size, "steps": steps, "state_dict": state}, tmp)
-    os.replace(tmp, path)
-    return net
+    else ~/.cache/raygan), otherwise trained now and cached (raygan.cache.cached_network)."""
+    net = cache.cached_network(_cache_path(cache_dir, size, steps), {"version": VERSION, "size": size},
+                               lambda config: ShapesNet(), lambda: train_shapesnet(size, steps=steps, device=device),
+                               "shapesnet")
+    return net.to(device)
 
 
 @torch.no_grad()

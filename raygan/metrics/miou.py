@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +41,6 @@ import torch.nn.functional as F
 from raygan.data.scenes import N_CLASSES, held_out, render_scenes
 from raygan import cache
 from raygan.metrics.fid import cached_stats
-from raygan.models.checkpoint import save_atomic
 
 VERSION = "v1"          # bump when the architecture, data or recipe changes (invalidates caches)
 DEFAULT_STEPS = 600
@@ -161,25 +159,12 @@ def train_segnet(size: int = 32, steps: int = DEFAULT_STEPS, batch_size: int = B
 
 def load_segnet(size: int = 32, cache_dir=None, device="cpu", steps: int = DEFAULT_STEPS) -> SegNet:
     """The SegNet for `size`, in eval mode: from the cache (`cache_dir`, else $RAYGAN_CACHE,
-    else ~/.cache/raygan), otherwise trained now and cached atomically. A cache file that
-    cannot be loaded is reported, retrained and overwritten."""
-    path = _cache_path(cache_dir, size, steps)
-    if path.exists():
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-            if blob.get("version") != VERSION or blob.get("size") != size:
-                raise ValueError(f"version/size mismatch ({blob.get('version')}, {blob.get('size')})")
-            net = SegNet(**blob["config"])
-            net.load_state_dict(blob["state_dict"])
-            net.steps = steps
-            return net.to(device).eval()
-        except Exception as exc:  # any unreadable file means: rebuild it
-            warnings.warn(f"segnet cache {path} is unusable ({type(exc).__name__}: {exc}); retraining")
-    net = train_segnet(size, steps=steps, device=device)
-    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    save_atomic({"version": VERSION, "size": size, "steps": steps, "config": dict(net.config),
-                 "state_dict": state}, path)
-    return net
+    else ~/.cache/raygan), otherwise trained now and cached (raygan.cache.cached_network)."""
+    net = cache.cached_network(_cache_path(cache_dir, size, steps), {"version": VERSION, "size": size},
+                               lambda config: SegNet(**config), lambda: train_segnet(size, steps=steps, device=device),
+                               "segnet")
+    net.steps = steps
+    return net.to(device)
 
 
 # ---- mIoU -------------------------------------------------------------------------------------

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import pickle
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,22 +19,6 @@ from raygan.errors import UserError
 from raygan.models.stylegan2 import Discriminator, Generator
 
 EMBEDDED = Path(__file__).resolve().parent.parent / "assets" / "source_shapes32.pt"
-
-
-def save_atomic(obj, path) -> None:
-    """torch.save to a temporary file in the same folder, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # Beyond tensors and containers, the port's training files hold its argparse

@@ -23,7 +23,7 @@ def train_local(exp: Experiment, out: Path) -> dict:
     import torch
 
     from raygan.train.loop import Hooks, prepare, run
-    from raygan.models.checkpoint import save_atomic
+    from raygan.cache import save_atomic
 
     exp.trial_config = prepare(exp.trial_config, [exp.trial_config["method"]["name"]], exp.path,
                                objectives=exp.search.objectives)

@@ -69,7 +69,7 @@ def run_worker(config: dict, session, rank: int, world: int, device, dataset_sha
 
     from raygan.train.loop import Hooks, NonFiniteLoss, run
     from raygan.train.sync import no_sync
-    from raygan.models.checkpoint import save_atomic
+    from raygan.cache import save_atomic
 
     config = dict(config)
     runtime = config.pop("_runtime")

@@ -29,7 +29,7 @@ def pretrain(out, steps=5000, size=32, seed=0, force=False, batch=8, lr=0.002, r
              r1_every=16, ema_decay=0.995, pool=20_000, log_every=250, init=None) -> Path:
     from torchvision.utils import save_image
 
-    from raygan.models.checkpoint import save_atomic
+    from raygan.cache import save_atomic
     from raygan.models.stylegan2 import Discriminator, Generator
 
     out = Path(out)

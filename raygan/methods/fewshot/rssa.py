@@ -148,7 +148,7 @@ def invert(g, shots: torch.Tensor, steps: int, lr: float, latent_avg=None, progr
 def cached_inversion(g, shots, cfg: Config, latent_avg=None, progress=print) -> torch.Tensor:
     """``invert`` once per (source weights, shots, settings); later trials load the file."""
     from raygan.cache import cache_dir, fingerprint
-    from raygan.models.checkpoint import save_atomic
+    from raygan.cache import save_atomic
 
     key = fingerprint([*g.state_dict().values(), shots], 20, salt=f"{cfg.invert_steps}:{cfg.invert_lr}")
     path = cache_dir() / "inversions" / f"{key}.pt"
