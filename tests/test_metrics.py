@@ -8,7 +8,7 @@ import torch
 from raygan.data import synthetic as S
 from raygan.metrics import diversity as D
 from raygan.metrics import features as Fe
-from raygan.metrics.fid import fd_shapesnet, feature_stats, frechet_distance, reference_stats
+from raygan.metrics.frechet import fd_shapesnet, feature_stats, frechet_distance, reference_stats
 from raygan.metrics.realism import realism
 from raygan.metrics.scs import make_edge_detector
 

@@ -9,10 +9,10 @@ import torchvision
 
 from raygan.errors import UserError
 from raygan.losses import segmentation as seg
-from raygan.losses.segmentation import (FlipCropParams, VGGPerceptual, class_balance_weights, cycle_loss,
-                                        feature_matching, load_vgg_perceptual, oasis_d_loss, oasis_g_loss,
-                                        random_flip_crop, sample_flip_crop, transform_consistency,
-                                        unconditional_d_loss, unconditional_g_loss)
+from raygan.losses.segmentation import (FlipCropParams, class_balance_weights, cycle_loss, feature_matching,
+                                        oasis_d_loss, oasis_g_loss, random_flip_crop, sample_flip_crop,
+                                        transform_consistency, unconditional_d_loss, unconditional_g_loss)
+from raygan.models.vgg import VGG19_FILE, VGGPerceptual, load_vgg_perceptual
 
 
 def lse(v):
@@ -232,7 +232,7 @@ def vgg_file(tmp_path_factory):
     features = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["E"])
     state = {f"features.{k}": v for k, v in features.state_dict().items()}
     assert "features.34.weight" in state and "features.0.bias" in state
-    path = tmp_path_factory.mktemp("hub") / "checkpoints" / seg.VGG19_FILE
+    path = tmp_path_factory.mktemp("hub") / "checkpoints" / VGG19_FILE
     path.parent.mkdir()
     torch.save(state, path)
     return path

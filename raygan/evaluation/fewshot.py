@@ -251,9 +251,9 @@ class Run:
                       self.shapesnet()[1], "none", len(self.images), reference)]
 
     def fd_shapesnet(self):
-        from raygan.metrics.fid import N_SKETCH_REFERENCE, sketch_reference_stats
+        from raygan.metrics.frechet import N_SKETCH_REFERENCE, sketch_reference_stats
         from raygan.metrics.features import extract_features
-        from raygan.metrics.fid import feature_stats, frechet_distance
+        from raygan.metrics.frechet import feature_stats, frechet_distance
 
         net = self.shapesnet()[0]
         mu, sigma = feature_stats(extract_features(self.images, net).numpy())

@@ -21,7 +21,7 @@ from torchvision.utils import make_grid
 from raygan.data.scenes import N_CLASSES, PALETTE, RARE, held_out
 from raygan.evaluation.sampling import NOISE_SEED_STRIDE
 from raygan.metrics import miou as M
-from raygan.metrics.fid import feature_stats, frechet_distance
+from raygan.metrics.frechet import feature_stats, frechet_distance
 
 STREAM_STRIDE = 10_007  # label stream k of an evaluation draws its noise apart from stream 0
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torchvision.utils import make_grid
 
-from raygan.metrics.fid import N_SKETCH_REFERENCE
+from raygan.metrics.frechet import N_SKETCH_REFERENCE
 from raygan.evaluation.sampling import eval_codes, generate
 
 N_SCS = 200  # sample pairs behind SCS
@@ -32,7 +32,7 @@ RUN_METRICS = ("fid", "kid", "fid_shots", "is", "intra_lpips")  # computed by ev
 def warm_cache(size: int) -> None:
     """Train/load shapesnet and the reference statistics once, before trials start."""
     from raygan.metrics.features import load_shapesnet
-    from raygan.metrics.fid import sketch_reference_stats
+    from raygan.metrics.frechet import sketch_reference_stats
 
     sketch_reference_stats(load_shapesnet(size), size)
 
@@ -70,7 +70,7 @@ class Evaluator:
         from raygan.metrics.features import load_shapesnet
 
         self.net = load_shapesnet(self.size, device=self.device)
-        from raygan.metrics.fid import sketch_reference_stats
+        from raygan.metrics.frechet import sketch_reference_stats
 
         self.mu, self.sigma = sketch_reference_stats(self.net, self.size)
         self.dist_name, self.distance = (make_distance("auto", net=self.net) if "intra" in self.names
@@ -90,7 +90,7 @@ class Evaluator:
         """The metrics of G(self.z) (as ``generate`` renders it)."""
         from raygan.metrics.diversity import intra_cluster_diversity
         from raygan.metrics.features import extract_features
-        from raygan.metrics.fid import feature_stats, frechet_distance
+        from raygan.metrics.frechet import feature_stats, frechet_distance
         from raygan.metrics.realism import realism
         from raygan.metrics.scs import scs
 

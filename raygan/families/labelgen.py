@@ -143,7 +143,7 @@ def prepare(t: dict, methods: list[str], where: str, progress=print, objectives=
     """In the driver, once: check the VGG weights and the user's segmenter and held-out
     split, or train/load the cached scene segmenter. Pins no knobs (returns {})."""
     from raygan.data.semipaired import read_split
-    from raygan.losses.segmentation import load_vgg_perceptual
+    from raygan.models.vgg import load_vgg_perceptual
     from raygan.metrics.miou import load_segnet, scene_reference_stats
 
     if t["train"].vgg_weights:

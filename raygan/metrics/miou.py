@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from raygan.data.scenes import N_CLASSES, held_out, render_scenes
 from raygan import cache
-from raygan.metrics.fid import cached_stats
+from raygan.metrics.frechet import cached_stats
 
 VERSION = "v1"          # bump when the architecture, data or recipe changes (invalidates caches)
 DEFAULT_STEPS = 600
@@ -236,7 +236,3 @@ def scene_reference_stats(net: SegNet, size: int, n: int = N_REFERENCE, cache_di
     path = Path(cache_dir or cache.cache_dir()) / f"ref_scenes_segnet_{size}px_{n}_{VERSION}_{cache.fingerprint(net, 10)}.npz"
     return cached_stats(path, lambda: segnet_features(held_out(n, size, seed=REFERENCE_SEED)[0], net).numpy())
 
-
-def warm_cache(size: int) -> None:
-    """Train/load SegNet and its reference statistics once, before trials start."""
-    scene_reference_stats(load_segnet(size), size)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from raygan.metrics.fid import feature_stats, frechet_distance
+from raygan.metrics.frechet import feature_stats, frechet_distance
 from raygan.metrics.inception import INPUT_SIZE
 
 RESIZE = "uint8 then PIL bicubic 299 per channel in float (clean-fid)"

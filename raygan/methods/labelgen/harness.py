@@ -29,7 +29,7 @@ def one_hot(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
 
 def vgg_loss(train: TrainConfig, device="cpu"):
     """The VGG19 perceptual loss, or None (and a line saying so) when its weights are absent."""
-    from raygan.losses.segmentation import default_vgg19_file, load_vgg_perceptual
+    from raygan.models.vgg import default_vgg19_file, load_vgg_perceptual
 
     vgg = load_vgg_perceptual(train.vgg_weights or None, device=device)
     if vgg is not None:
