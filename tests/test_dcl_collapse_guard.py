@@ -19,6 +19,7 @@ from raygan.data.synthetic import few_shot_target
 from raygan.methods.fewshot import dcl, tgan as finetune
 from raygan.evaluation.sampling import generate
 from raygan.models.checkpoint import load_source
+from raygan.methods.base import FewShotData
 
 SOURCE = load_source("embedded")
 Z = torch.randn(64, 128, generator=torch.Generator().manual_seed(1))
@@ -33,7 +34,8 @@ def spread(g) -> float:
 
 def adapted_spread(module, steps=90, **knobs) -> float:
     torch.manual_seed(0)
-    m = module.Method(dataclasses.replace(module.Config(), **knobs), FAST, SOURCE, few_shot_target(32, 10), seed=0)
+    m = module.Method(dataclasses.replace(module.Config(), **knobs), {"train": FAST},
+                      FewShotData(SOURCE, few_shot_target(32, 10)), seed=0)
     for _ in range(steps):
         m.step()
     return spread(m.g) / spread(SOURCE.generator())

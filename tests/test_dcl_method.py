@@ -7,12 +7,13 @@ from raygan.methods.fewshot.sections import TrainConfig
 from raygan.data.synthetic import few_shot_target
 from raygan.methods.fewshot import dcl
 from raygan.models.checkpoint import load_source
+from raygan.methods.base import FewShotData
 
 
 def make(**knobs):
     cfg = dataclasses.replace(dcl.Config(), **knobs)
     train = TrainConfig(batch_size=2)
-    return dcl.Method(cfg, train, load_source("embedded"), few_shot_target(32, 4), seed=0)
+    return dcl.Method(cfg, {"train": train}, FewShotData(load_source("embedded"), few_shot_target(32, 4)), seed=0)
 
 
 def d_term(method):

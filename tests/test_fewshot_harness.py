@@ -10,6 +10,7 @@ from raygan.data.synthetic import few_shot_target
 from raygan.methods.fewshot import tgan as finetune
 from raygan.methods.fewshot.adapter import is_noise_strength, update_ema
 from raygan.models.checkpoint import load_source
+from raygan.methods.base import FewShotData
 
 SOURCE = load_source("embedded")
 SHOTS = few_shot_target(32, 4)
@@ -17,7 +18,7 @@ SHOTS = few_shot_target(32, 4)
 
 def make(**train):
     cfg = TrainConfig(batch_size=2, r1_every=2, pl_every=2, **train)
-    return finetune.Method(finetune.Config(), cfg, SOURCE, SHOTS, seed=0)
+    return finetune.Method(finetune.Config(), {"train": cfg}, FewShotData(SOURCE, SHOTS), seed=0)
 
 
 def test_defaults_are_the_public_codes():
@@ -82,7 +83,7 @@ def test_adversarial_codes_are_mixed_with_the_mixing_probability():
 
 def test_shots_are_flipped_only_with_flip():
     shots = torch.linspace(-1, 1, 32).expand(1, 3, 32, 32).clone()  # asymmetric left-right
-    m = finetune.Method(finetune.Config(), TrainConfig(batch_size=2), SOURCE, shots, seed=0)
+    m = finetune.Method(finetune.Config(), {"train": TrainConfig(batch_size=2)}, FewShotData(SOURCE, shots), seed=0)
     batch = m.real_batch(64)
     flipped = (batch == shots.flip(3)).flatten(1).all(1)
     assert 0.3 < flipped.float().mean() < 0.7 and ((batch == shots).flatten(1).all(1) | flipped).all()

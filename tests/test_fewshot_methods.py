@@ -14,6 +14,7 @@ from raygan.methods.fewshot import cdc, ewc, freezed, rssa
 from raygan.models.checkpoint import load_source
 from raygan.registry import method_module
 from raygan.search_space import load_experiment
+from raygan.methods.base import FewShotData
 
 SOURCE = load_source("embedded")
 SHOTS = few_shot_target(32, 4)
@@ -22,7 +23,7 @@ FAST = TrainConfig(batch_size=2, r1_every=2, pl_every=2)
 
 def make(module, **knobs):
     cfg = dataclasses.replace(module.Config(), **knobs)
-    return module.Method(cfg, FAST, SOURCE, SHOTS, seed=0)
+    return module.Method(cfg, {"train": FAST}, FewShotData(SOURCE, SHOTS), seed=0)
 
 
 @pytest.mark.parametrize("name", ["tgan", "freezed", "ewc", "cdc", "dcl", "rssa"])

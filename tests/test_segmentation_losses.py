@@ -8,7 +8,6 @@ import torch.nn.functional as F
 import torchvision
 
 from raygan.errors import UserError
-from raygan.losses import segmentation as seg
 from raygan.losses.segmentation import (FlipCropParams, class_balance_weights, cycle_loss, feature_matching,
                                         oasis_d_loss, oasis_g_loss, random_flip_crop, sample_flip_crop,
                                         transform_consistency, unconditional_d_loss, unconditional_g_loss)

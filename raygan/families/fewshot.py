@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 
 from raygan.errors import UserError
+from raygan.methods.base import FewShotData
 from raygan.methods.fewshot.adapter import FewShotAdapter
 from raygan.methods.fewshot.sections import SECTIONS
 from raygan.models.lpips import BACKBONES
@@ -23,9 +24,9 @@ def build(t: dict, device="cpu", grad_sync: Callable = no_sync, seed: int = 0, *
 
     source = load_source(t["model"].checkpoint)
     shots, shots_name = target_shots(t["data"], source.size)
-    method = method_module(t["method_name"]).Method(t["method"], t["train"], source, shots, device=device,
+    method = method_module(t["method_name"]).Method(t["method"], t, FewShotData(source, shots), device=device,
                                                     grad_sync=grad_sync, seed=seed)
-    method.source, method.shots_name = source, shots_name
+    method.shots_name = shots_name
     return method
 
 

@@ -26,6 +26,7 @@ import torch
 from raygan.config import knob
 from raygan.errors import UserError
 from raygan.losses.adversarial import d_nonsaturating, g_nonsaturating, path_length_penalty, r1_penalty
+from raygan.methods.base import FewShotData, Method
 from raygan.models.patch_disc import PatchHead
 from raygan.train.sync import no_sync
 
@@ -57,12 +58,13 @@ def is_noise_strength(name: str) -> bool:
     return name.endswith("noise.weight")
 
 
-class FewShotAdapter:
+class FewShotAdapter(Method):
     """Builds the nets and optimisers and runs one adaptation step (plain PyTorch)."""
 
-    def __init__(self, cfg, train, source, shots: torch.Tensor, device="cpu",
-                 grad_sync: Callable = no_sync, seed: int = 0):
+    def __init__(self, cfg, t: dict, data: FewShotData, device="cpu", grad_sync: Callable = no_sync, seed: int = 0):
+        source, shots, train = data.source, data.shots, t["train"]
         self.cfg, self.train, self.device = cfg, train, torch.device(device)
+        self.source = source
         self.g_source = source.generator().to(device).eval().requires_grad_(False)
         self.g = source.generator().to(device).train()
         self.d = source.discriminator().to(device).train()

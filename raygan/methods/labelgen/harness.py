@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from raygan.methods.base import Method
 from raygan.methods.labelgen.sections import TrainConfig
 from raygan.train.sync import no_sync
 
@@ -41,7 +42,7 @@ def vgg_loss(train: TrainConfig, device="cpu"):
 
 # -- the harness --------------------------------------------------------------------------------
 
-class LabelToImage(abc.ABC):
+class LabelToImage(Method):
     """Builds what a method needs and runs one step (plain PyTorch).
 
     Class attributes say what a method uses: ``paired`` (P and D_c),

@@ -1,0 +1,47 @@
+"""What every method is, to the training loop and the orchestration: one constructor shape
+and four members. Nothing else of a method is relied on outside its family."""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from raygan.train.sync import no_sync
+
+
+@dataclass
+class FewShotData:
+    """What a few-shot method adapts: the pretrained source (models.checkpoint.SourceModel)
+    and the target shots [n, 3, H, W] in [-1, 1]."""
+    source: object
+    shots: torch.Tensor
+
+
+class Method(abc.ABC):
+    """``Method(cfg, t, data, device, grad_sync, seed)``: the method's own Config, the typed
+    sections of the experiment (``t["train"]``, ``t["model"]``, ...), the family's data
+    (few-shot: ``FewShotData``; label-to-image: a batch source), the device, the gradient
+    sync of data parallelism (train/sync.py) and the seed of its own RNG streams.
+
+    ``step()`` runs one training step and returns its scalar logs; ``step_count`` counts
+    them; ``state_dict()`` / ``load_state_dict()`` checkpoint and resume everything a
+    step depends on (networks, optimisers, RNG states)."""
+    step_count: int = 0
+
+    @abc.abstractmethod
+    def __init__(self, cfg, t: dict, data, device="cpu", grad_sync: Callable = no_sync, seed: int = 0):
+        ...
+
+    @abc.abstractmethod
+    def step(self) -> dict:
+        ...
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict:
+        ...
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict) -> None:
+        ...
