@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from raygan.data import scenes as S
+from raygan.data.splits import semi_paired_split
 from raygan.errors import UserError
 
 torch.set_num_threads(1)
@@ -86,7 +87,7 @@ def test_textures_and_labels_do_not_determine_images(big):
 
 def test_semi_paired_split_sizes_and_ratio():
     for n, r in [(1000, 0.1), (1000, 0.25), (999, 0.5), (100, 0.05), (10, 1.0), (7, 0.3)]:
-        sp = S.semi_paired_split(n, r, seed=0)
+        sp = semi_paired_split(n, r, seed=0)
         p, xu, tu = sp.paired, sp.unpaired_images, sp.unpaired_labels
         everything = np.concatenate([p, xu, tu])
         assert len(set(everything.tolist())) == len(everything)              # disjoint
@@ -95,17 +96,17 @@ def test_semi_paired_split_sizes_and_ratio():
         assert sp.ratio == len(p) / (len(p) + len(xu))
         if n >= 100:
             assert abs(sp.ratio - r) < 0.02, (n, r, sp)
-    full = S.semi_paired_split(10, 1.0, 0)
+    full = semi_paired_split(10, 1.0, 0)
     assert len(full.paired) == 10 and len(full.unpaired_images) == len(full.unpaired_labels) == 0
-    a, b = S.semi_paired_split(200, 0.2, 3), S.semi_paired_split(200, 0.2, 3)
+    a, b = semi_paired_split(200, 0.2, 3), semi_paired_split(200, 0.2, 3)
     assert np.array_equal(a.paired, b.paired) and np.array_equal(a.unpaired_labels, b.unpaired_labels)
-    assert not np.array_equal(a.paired, S.semi_paired_split(200, 0.2, 4).paired)
+    assert not np.array_equal(a.paired, semi_paired_split(200, 0.2, 4).paired)
 
 
 @pytest.mark.parametrize("bad", [0, 0.0, -0.1, 1.5, float("nan"), "half"])
 def test_bad_ratio_is_user_error(bad):
     with pytest.raises(UserError) as e:
-        S.semi_paired_split(100, bad, 0)
+        semi_paired_split(100, bad, 0)
     assert "\n" not in str(e.value) and "(0, 1]" in str(e.value)
 
 

@@ -2,7 +2,7 @@
 
 ``DST/paired``, ``DST/unpaired_images`` and ``DST/unpaired_labels`` are parquet
 shard folders (:mod:`raygan.data.pack`) of one split by the supervision ratio r
-(:func:`raygan.data.scenes.semi_paired_split`): the paired set is small and is
+(:func:`raygan.data.splits.semi_paired_split`): the paired set is small and is
 loaded whole by every worker; the unpaired sets are streamed by Ray Data
 (:mod:`raygan.data.streams`). ``DST/split.json`` records how it was made.
 """
@@ -55,7 +55,8 @@ def pack(src: str, dst, layout: str = "scenes", ratio: float = 0.05, seed: int =
     """Write the three parts of a semi-paired split of ``src`` (``scenes`` or a
     dataset folder in ``layout``) into ``dst``; returns split.json's content."""
     from raygan.data.pack import write_shards
-    from raygan.data.scenes import N_CLASSES, semi_paired_split
+    from raygan.data.scenes import N_CLASSES
+    from raygan.data.splits import semi_paired_split
 
     dst = Path(dst)
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):

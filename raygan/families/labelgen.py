@@ -19,7 +19,8 @@ class SceneData:
     """P, X_u and T_u of the embedded scenes, in memory (they are small at 32 px)."""
 
     def __init__(self, data: DataConfig):
-        from raygan.data.scenes import N_CLASSES, render_scenes, semi_paired_split
+        from raygan.data.scenes import N_CLASSES, render_scenes
+        from raygan.data.splits import semi_paired_split
 
         images, labels = render_scenes(data.seed, data.n_train, data.size)
         split = semi_paired_split(data.n_train, data.ratio, data.seed)
