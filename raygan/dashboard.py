@@ -10,8 +10,10 @@ import importlib.util
 import json
 import os
 import socket
+import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -117,6 +119,20 @@ def token_help(mode: str) -> list[str]:
     return ["could not read the dashboard's authentication mode"]
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C (SIGINT) and ``kill`` (SIGTERM) end ``serve`` through its clean-up (TensorBoard
+    and an owned Ray head stopped), also when it was started with SIGINT ignored, as a
+    script's background job is (the shell sets SIGINT to ignored, and Python keeps it)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def serve(results_dir: str, port: int = 8265, tb_port: int = 6006, address: str = "auto",
           host: str = LOOPBACK, run_for: float | None = None, echo=print) -> int:
     """Show the dashboard and TensorBoard; blocks until Ctrl-C (or `run_for` seconds)."""
@@ -136,6 +152,7 @@ def serve(results_dir: str, port: int = 8265, tb_port: int = 6006, address: str 
 
     import ray
 
+    _stop_on_signals()
     owned = cluster is None
     tb = _start_tensorboard(logdir, host, tb_port) if tensorboard else None  # starts while Ray does
     try:
@@ -145,6 +162,7 @@ def serve(results_dir: str, port: int = 8265, tb_port: int = 6006, address: str 
             dashboard, gcs = f"http://{ctx.dashboard_url}", ctx.address_info["gcs_address"]
         else:
             dashboard, gcs = _connect(cluster)
+        _stop_on_signals()  # again: ray.init installs its own SIGTERM handler (it exits without clean-up)
         if tb:
             _wait_for_tensorboard(tb, logdir, host, tb_port)
         mode = _auth_mode(dashboard)

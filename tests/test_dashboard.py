@@ -119,3 +119,29 @@ def test_serves_both_on_loopback_only(tmp_path):
     time.sleep(1)
     with pytest.raises(OSError):  # both servers are gone
         socket.create_connection(("127.0.0.1", tb_port), timeout=3).close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_stops_on_sigint_even_when_started_with_sigint_ignored(tmp_path):
+    """A script's background job inherits SIGINT as ignored (and Python keeps it ignored): the
+    dashboard still stops on Ctrl-C, and on SIGTERM, through its clean-up."""
+    results = tmp_path / "results"
+    results.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    env["HOME"] = str(tmp_path)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "raygan.cli", "dashboard", str(results), "--address", "local",
+             "--port", str(_free_port()), "--tb-port", str(_free_port()), "--run-for", "90"],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        try:
+            for line in proc.stdout:
+                if "to run searches" in line:
+                    break
+            proc.send_signal(sig)
+            assert proc.wait(60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
