@@ -81,7 +81,7 @@ def main() -> None:
     src = load_source()
     shots = few_shot_target(size=32, n_shots=10, seed=0)
     rows["embedded 32 px, default metrics"] = dict(samples=args.samples_32, **time_evaluation(
-        src.generator(), shots, args.samples_32, ("realism", "intra", "fd_shapesnet", "scs")))
+        src.generator(), shots, args.samples_32, ("realism", "diversity", "fd_shapesnet", "scs")))
     print(rows, flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,33 +1,28 @@
-"""P4: compute TPE + ASHA needs to get within 5 % of the best objective random search reaches
-with 4x as many trials (target <= 35 %), on the embedded DCL task.
+"""P4: does TPE + ASHA find what random search with 4x the trials finds, for less compute? And
+PBT against TPE at equal compute. Every arm is a real `raygan tune` search (run_search: one-worker
+trials, search.scope best, checkpoints, the real evaluator) on the embedded DCL task over
+search_spaces/dcl.yaml's space (λ1, λ2, τ, lr), maximising realism by default (--metric): at a
+few hundred steps fd_shapesnet first worsens as G_t leaves the source and improves only later
+(700 steps in the main job), while realism rises from the first steps.
 
-Both searches use raygan's own searcher and scheduler (raygan.orchestrate.tune:
-Optuna TPE / random behind Tune's ConcurrencyLimiter, Tune's ASHA with
-time_attr=step, reduction factor 2) over the space of search_spaces/dcl.yaml
-(λ1, λ2, τ, lr), minimising fd_shapesnet. Each trial runs raygan.train.loop.run in its
-Tune process (as `raygan tune`'s one-worker trials do, without their checkpoints),
-with --steps steps, an evaluation every --eval-every steps on --eval-samples
-samples. Compute is counted in training steps consumed.
-
-Per seed s (search.seed = train.seed = s):
-  R  = random search, 4N trials, FIFO (every trial runs all steps); R* = the best objective it
-       returns (each trial's last value, as raygan ranks trials);
-  T  = TPE + ASHA, N trials; walk its reports in time order, adding each trial's steps as
-       they are reported, until the best of its trials' latest values is <= 1.05 R*;
-  share = steps T consumed by then / steps R consumed in all.
-Note: Optuna's TPESampler samples its first 10 trials at random (n_startup_trials=10,
-raygan keeps the default), so with N <= 10 the "TPE" arm is random + ASHA.
-Besides the issue's 5 %, it prints the share for 1 % and 0 % (reaching random's best
-itself), when random search itself got there, and the same with "best" = the best value
-seen at any evaluation (fd often worsens as a trial adapts, so a trial's best is often
-not its last). --reanalyse summarises searches already run from their folders.
-Usage: python benchmarks/p4_search_efficiency.py [--trials 4] [--seeds 0] [--steps 40] [--eval-every 10]
-The issue's protocol: --trials 16 --seeds 0 1 2 --steps 150 --eval-every 50 --eval-samples 500.
+Per seed s (search.seed = train.seed = s), at --steps steps per trial, an evaluation every
+--eval-every steps on --eval-samples samples:
+  random     random search, 4N trials, FIFO                                   (4N x steps)
+  tpe_asha   TPE (first --startup trials random), N trials, ASHA on best/fd   (<= N x steps)
+  tpe_fifo   TPE, N trials, FIFO                                              (N x steps)  --pbt
+  pbt        PBT, population N from random draws, perturbation every --interval
+             evaluations over all four knobs                                  (N x steps)  --pbt
+What a search returns: its top trial under scope best (each trial's best evaluation after step 0).
+share = steps TPE + ASHA consumed, walking its reports in time order, until its returned best is
+within --within (relative) of random search's final one, over random search's total steps.
+Compute is counted in training steps, so machine load does not change the numbers.
+Usage: python benchmarks/p4_search_efficiency.py --trials 4 --seeds 0 1 2 --steps 300 --pbt
+       python benchmarks/p4_search_efficiency.py --reanalyse DIR   (DIR: the --out folder)
 """
 from __future__ import annotations
 
 import argparse
-import tempfile
+import json
 import time
 from pathlib import Path
 
@@ -35,152 +30,134 @@ import yaml
 
 from _common import machine_line, median
 
+METRICS = {"realism": "max", "fd_shapesnet": "min"}
+ARMS = {"random": ("random", "fifo", 4), "tpe_asha": ("tpe", "asha", 1), "tpe_fifo": ("tpe", "fifo", 1),
+        "pbt": ("random", "pbt", 1)}
 
-def experiment(args, seed: int, searcher: str, scheduler: str, trials: int):
-    from raygan.search_space import load_experiment
 
+def experiment_file(args, seed: int, arm: str) -> Path:
+    """The arm's experiment: search_spaces/dcl.yaml with the protocol's budget and search."""
+    searcher, scheduler, times = ARMS[arm]
     doc = yaml.safe_load((Path(__file__).resolve().parent.parent / "search_spaces" / "dcl.yaml").read_text())
-    doc["name"] = f"p4_{searcher}_{scheduler}_{seed}"
-    doc["train"].update(steps=args.steps, eval_every=args.eval_every, eval_samples=args.eval_samples,
-                        seed=seed, torch_threads=1)
-    doc["search"].update(num_samples=trials, searcher=searcher, scheduler=scheduler, seed=seed,
-                         max_concurrent=args.concurrent, grace_period=1)
-    doc["output"] = {"dir": tempfile.mkdtemp(prefix="raygan_p4_")}
-    path = Path(doc["output"]["dir"]) / "p4.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return load_experiment(path)
+    doc["name"] = f"p4_{arm}_{seed}"
+    doc["train"].update(steps=args.steps, eval_every=args.eval_every, eval_samples=args.eval_samples, seed=seed,
+                        torch_threads=1)
+    doc["search"].update(num_samples=times * args.trials, searcher=searcher, scheduler=scheduler, seed=seed,
+                         max_concurrent=args.concurrent, grace_period=1, startup_trials=args.startup,
+                         scope="best", perturbation_interval=args.interval, metric=args.metric,
+                         mode=METRICS[args.metric])
+    doc["scaling"]["cpus_per_worker"] = round(1.8 / args.concurrent, 2)
+    doc["output"] = {"dir": str(Path(args.out).resolve())}
+    path = Path(args.out) / f"p4_{arm}_{seed}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
 
 
-def _trainable(params, base):
-    import time as _time
-
-    from ray import tune
-
-    from raygan.train.loop import Hooks, run
-    from raygan.search_space import resolve
-
-    run(resolve(base, params), Hooks(report=lambda m, s: tune.report({**m, "t_report": _time.time()})))
-
-
-def search(exp) -> list[dict]:
-    """Run the search; every report as {trial, step, value, t}."""
-    from ray import tune
-
-    from raygan.orchestrate.distributions import to_tune
-    from raygan.orchestrate.tune import _scheduler, _searcher
-
-    trainable = tune.with_resources(tune.with_parameters(_trainable, base=exp.trial_config), {"cpu": 1})
-    tuner = tune.Tuner(trainable, param_space={k: to_tune(d) for k, d in exp.space.items()},
-                       tune_config=tune.TuneConfig(search_alg=_searcher(exp), scheduler=_scheduler(exp),
-                                                   num_samples=exp.search.num_samples, reuse_actors=True),
-                       run_config=tune.RunConfig(name=exp.name, storage_path=exp.output.dir, verbose=0))
+def reports(exp_dir: Path, metric: str) -> list[dict]:
+    """Every report of every trial (result.json), in time order: trial, step and its best value so
+    far, sign-flipped so that lower is better."""
+    sign = 1 if METRICS[metric] == "min" else -1
     rows = []
-    for r in tuner.fit():
-        df = r.metrics_dataframe
-        rows += [{"trial": r.metrics["trial_id"], "step": int(s), "value": float(v), "t": float(t)}
-                 for s, v, t in zip(df["step"], df[exp.search.metric], df["t_report"])]
-    return sorted(rows, key=lambda row: row["t"])
+    for d in exp_dir.glob("_trial_*"):
+        for line in (d / "result.json").read_text().splitlines():
+            r = json.loads(line)
+            if r["step"] > 0:
+                rows.append({"trial": d.name, "step": r["step"], "t": r["timestamp"],
+                             "best": sign * r[f"best/{metric}"]})
+    return sorted(rows, key=lambda r: (r["t"], r["step"]))
 
 
-def rows_from_dir(exp_dir, metric: str = "fd_shapesnet") -> list[dict]:
-    """The reports of a finished search, read back from its Tune folder (progress.csv per trial)."""
-    import csv
-
-    rows = []
-    for progress in Path(exp_dir).glob("*/progress.csv"):
-        rows += [{"trial": r["trial_id"], "step": int(r["step"]), "value": float(r[metric]), "t": float(r["t_report"])}
-                 for r in csv.DictReader(open(progress))]
-    return sorted(rows, key=lambda row: row["t"])
-
-
-def final_values(rows) -> dict:
-    last = {}
-    for row in rows:
-        if row["step"] >= last.get(row["trial"], {"step": -1})["step"]:
-            last[row["trial"]] = row
-    return last
+def walk(rows: list[dict]):
+    """(steps consumed so far, the search's returned best so far) after each report. A PBT trial's
+    steps restart from another's checkpoint: steps consumed count each trial's own training."""
+    consumed, best, last_step = 0, {}, {}
+    for r in rows:
+        gained = r["step"] - last_step.get(r["trial"], 0)
+        consumed += max(gained, 0)  # a PBT exploit jumps to the donor's step: counted from there on
+        last_step[r["trial"]] = r["step"]
+        best[r["trial"]] = r["best"]
+        yield consumed, min(best.values())
 
 
-def steps_to_reach(rows, goal: float, latest_only: bool) -> int | None:
-    """Steps consumed, walking the reports in time order, when the search's best first is <= goal.
-    latest_only: the best of each trial's latest value (what the search would return if stopped
-    then; raygan ranks trials by their last report); else the best value seen at any evaluation."""
-    consumed, latest, best = {}, {}, float("inf")
-    for row in rows:
-        consumed[row["trial"]] = row["step"]
-        latest[row["trial"]] = row["value"]
-        best = min(latest.values()) if latest_only else min(best, row["value"])
-        if best <= goal:
-            return sum(consumed.values())
+def summary(exp_dir: Path, metric: str) -> dict:
+    """Steps consumed in all and the returned best (in the metric's own sign)."""
+    consumed, best = list(walk(reports(exp_dir, metric)))[-1]
+    return {"steps": consumed, "best": best if METRICS[metric] == "min" else -best,
+            "trials": len(list(exp_dir.glob("_trial_*")))}
+
+
+def steps_to_within(exp_dir: Path, metric: str, goal: float) -> int | None:
+    """Steps consumed when the search's returned best first reaches ``goal``."""
+    sign = 1 if METRICS[metric] == "min" else -1
+    for consumed, best in walk(reports(exp_dir, metric)):
+        if best <= sign * goal:
+            return consumed
     return None
 
 
-def summarise(seed, rnd, tpe, within: float) -> float:
-    """Print one seed's result; returns the issue's share: TPE+ASHA within `within` of random
-    search's best, "best" being what each search returns (every trial's last value)."""
-    rnd_final, tpe_final = final_values(rnd), final_values(tpe)
-    rnd_steps = sum(r["step"] for r in rnd_final.values())
-    print(f"seed {seed}: random search {len(rnd_final)} trials, {rnd_steps} steps; TPE+ASHA {len(tpe_final)} trials, "
-          f"{sum(r['step'] for r in tpe_final.values())} steps (trials' last steps "
-          f"{sorted(r['step'] for r in tpe_final.values())})")
-    share = float("inf")
-    for latest_only, what in ((True, "returned (last values)"), (False, "seen at any evaluation")):
-        best_rnd = min(r["value"] for r in (rnd_final.values() if latest_only else rnd))
-        best_tpe = min(r["value"] for r in (tpe_final.values() if latest_only else tpe))
-        print(f"  best {what}: random {best_rnd:.2f}, TPE+ASHA {best_tpe:.2f}")
-        for tol in sorted({within, 0.01, 0.0}, reverse=True):
-            goal = best_rnd * (1 + tol)
-            reached = steps_to_reach(tpe, goal, latest_only)
-            by_random = steps_to_reach(rnd, goal, latest_only)
-            line = "never" if reached is None else f"after {reached} steps: share {reached / rnd_steps:.3f}"
-            print(f"    within {tol:.0%} (goal {goal:.2f}): TPE+ASHA {line}; random search itself after {by_random} steps")
-            if latest_only and tol == within:
-                share = float("inf") if reached is None else reached / rnd_steps
-    return share
+def analyse(out: Path, seeds, within: float, pbt: bool, metric: str) -> None:
+    shares = []
+    print(f"| seed | random: returned {metric} (steps) | TPE+ASHA: returned (steps) | TPE+ASHA steps to within "
+          f"{within:.0%} of random (**share**) |" + (" TPE FIFO: returned (steps) | PBT: returned (steps) |" if pbt else ""))
+    print("|---|---|---|---|" + ("---|---|" if pbt else ""))
+    for seed in seeds:
+        rnd, tpe = summary(out / f"p4_random_{seed}", metric), summary(out / f"p4_tpe_asha_{seed}", metric)
+        goal = rnd["best"] * (1 + within if METRICS[metric] == "min" else 1 - within)
+        reached = steps_to_within(out / f"p4_tpe_asha_{seed}", metric, goal)
+        share = reached / rnd["steps"] if reached is not None else float("inf")
+        shares.append(share)
+        line = (f"| {seed} | {rnd['best']:.2f} ({rnd['steps']}) | {tpe['best']:.2f} ({tpe['steps']}) | "
+                f"{'never' if reached is None else f'{reached} (**{share:.1%}**)'} |")
+        if pbt:
+            fifo, p = summary(out / f"p4_tpe_fifo_{seed}", metric), summary(out / f"p4_pbt_{seed}", metric)
+            line += f" {fifo['best']:.2f} ({fifo['steps']}) | {p['best']:.2f} ({p['steps']}) |"
+        print(line)
+    print(f"\nshare of random search's compute, median over seeds: {median(shares):.3f}  "
+          f"{[round(s, 3) for s in shares]}")
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--trials", type=int, default=4, help="N: TPE+ASHA trials; random search gets 4N")
+    ap.add_argument("--trials", type=int, default=4, help="N: TPE trials and PBT population; random search gets 4N")
+    ap.add_argument("--startup", type=int, default=2, help="TPE's random trials before it models (< N)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--eval-every", type=int, default=10)
-    ap.add_argument("--eval-samples", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--eval-every", type=int, default=50)
+    ap.add_argument("--eval-samples", type=int, default=200)
+    ap.add_argument("--interval", type=int, default=2, help="PBT: evaluations between perturbations")
     ap.add_argument("--concurrent", type=int, default=2)
     ap.add_argument("--within", type=float, default=0.05)
-    ap.add_argument("--reanalyse", nargs="+", metavar="DIR",
-                    help="no search: summarise finished ones, given as RANDOM_DIR TPE_DIR pairs in seed order "
-                         "(the Tune folders p4_random_fifo_<seed> and p4_tpe_asha_<seed>)")
+    ap.add_argument("--metric", default="realism", choices=sorted(METRICS))
+    ap.add_argument("--pbt", action="store_true", help="also PBT vs TPE FIFO at equal compute (N x steps each)")
+    ap.add_argument("--out", default="/tmp/raygan_p4")
+    ap.add_argument("--reanalyse", action="store_true", help="no search: summarise the searches in --out")
     args = ap.parse_args()
-    if args.reanalyse:
-        dirs = args.reanalyse
-        shares = [summarise(Path(r).name.rsplit("_", 1)[-1], rows_from_dir(r), rows_from_dir(t), args.within)
-                  for r, t in zip(dirs[::2], dirs[1::2])]
-        print(f"share of random search's compute, median over seeds: {median(shares):.3f}  {[round(s, 3) for s in shares]}")
-        return
+    out = Path(args.out)
+    if not args.reanalyse:
+        import os
 
-    import os
+        os.environ.pop("RAY_ADDRESS", None)
+        import ray
 
-    os.environ.pop("RAY_ADDRESS", None)
-    import ray
+        from raygan.orchestrate.tune import run_search
+        from raygan.search_space import load_experiment
 
-    ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False)
-    print(machine_line())
-    print(f"N = {args.trials} TPE+ASHA trials vs {4 * args.trials} random trials; {args.steps} steps per trial, "
-          f"evaluation every {args.eval_every} on {args.eval_samples} samples; seeds {args.seeds}")
-    from raygan.orchestrate.tune import prepare_shared_assets
-
-    prepare_shared_assets(experiment(args, 0, "random", "fifo", 1))  # shapesnet + statistics cached once
-    shares = []
-    for seed in args.seeds:
-        t0 = time.perf_counter()
-        rnd = search(experiment(args, seed, "random", "fifo", 4 * args.trials))
-        t1 = time.perf_counter()
-        tpe = search(experiment(args, seed, "tpe", "asha", args.trials))
-        print(f"seed {seed}: wall {t1 - t0:.0f} s random, {time.perf_counter() - t1:.0f} s TPE+ASHA")
-        shares.append(summarise(seed, rnd, tpe, args.within))
-    print(f"share of random search's compute, median over seeds: {median(shares):.3f}  {[round(s, 3) for s in shares]}")
-    ray.shutdown()
+        ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False)
+        print(machine_line(), flush=True)
+        arms = ["random", "tpe_asha"] + (["tpe_fifo", "pbt"] if args.pbt else [])
+        for seed in args.seeds:
+            for arm in arms:
+                if (out / f"p4_{arm}_{seed}").exists():
+                    continue  # done in an earlier run of this script
+                t0 = time.perf_counter()
+                run_search(load_experiment(experiment_file(args, seed, arm)))
+                done = summary(out / f"p4_{arm}_{seed}", args.metric)
+                print(f"seed {seed} {arm}: {time.perf_counter() - t0:.0f} s wall, {done}", flush=True)
+        ray.shutdown()
+    print(f"N = {args.trials}, {args.steps} steps per trial, evaluation every {args.eval_every} on "
+          f"{args.eval_samples} samples, TPE startup {args.startup}")
+    analyse(out, args.seeds, args.within, args.pbt, args.metric)
 
 
 if __name__ == "__main__":

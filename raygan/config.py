@@ -135,8 +135,15 @@ class SearchConfig:
     metric: typing.Union[str, list[str]] = knob("fd_shapesnet", help="metric to optimise, or a list of objectives")
     mode: typing.Union[str, list[str]] = knob("min", choices=["min", "max"], help="one per metric")
     searcher: str = knob("tpe", choices=["tpe", "random", "nsga2"])
-    scheduler: str = knob("fifo", choices=["fifo", "asha"])
+    scheduler: str = knob("fifo", choices=["fifo", "asha", "pbt"])
+    scope: str = knob("best", choices=["best", "last"],
+                      help="rank, report and promote a trial by its best evaluation so far, or by its last")
+    stopper: str = knob("none", choices=["none", "realism_plateau"],
+                        help="realism_plateau: end a trial once its realism has saturated (train.saturation_*)")
+    startup_trials: int = knob(10, lo=1, help="TPE: random trials before it models the space "
+                                              "(Optuna's n_startup_trials, default 10)")
     grace_period: int = knob(1, lo=1, help="ASHA: evaluations before a trial may stop")
+    perturbation_interval: int = knob(2, lo=1, help="PBT: evaluations between exploit/explore steps")
     max_concurrent: int = knob(2, lo=1)
     seed: int = knob(0, lo=0)
 
@@ -153,7 +160,8 @@ class SearchConfig:
 
     def describe(self) -> str:
         text = " and ".join(f"{m} ({d})" for m, d in self.objectives)
-        return f"{text}, Pareto front" if self.multi_objective else text
+        text = f"{text}, Pareto front" if self.multi_objective else text
+        return f"{text}; each trial at its {self.scope} evaluation"
 
     def validate(self, where, section):
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
@@ -167,9 +175,16 @@ class SearchConfig:
             raise UserError(where, f"{section}.metric: expected distinct objectives, got {self.metric!r}")
         if len(metrics) == 1:  # [m] is m
             self.metric, self.mode = metrics[0], modes[0]
-        if len(metrics) > 1 and self.scheduler == "asha":
-            raise UserError(where, f"{section}.scheduler: asha stops trials by one metric; a search with several "
-                                   "objectives needs fifo")
+        if len(metrics) > 1 and self.scheduler in ("asha", "pbt"):
+            raise UserError(where, f"{section}.scheduler: {self.scheduler} ranks trials by one metric; a search "
+                                   "with several objectives needs fifo")
+        if self.scheduler == "pbt" and self.searcher != "random":
+            raise UserError(where, f"{section}.scheduler: pbt explores by itself and cannot be combined with "
+                                   f"searcher {self.searcher} (the default is tpe); set searcher: random, from "
+                                   "which PBT draws its first population")
+        if "diversity_at_saturation" in metrics and self.scheduler != "fifo":
+            raise UserError(where, f"{section}.scheduler: diversity_at_saturation has no value before realism "
+                                   f"saturates, so {self.scheduler} cannot compare trials by it; use fifo")
 
 
 @dataclass

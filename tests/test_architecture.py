@@ -71,7 +71,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 # decides. A module may import from a lower layer or from its own group, nothing else.
 GROUPS = [
     ("bottom", 0, ["raygan", "raygan.errors", "raygan.registry", "raygan.config", "raygan.cache", "raygan.weights",
-                   "raygan.train", "raygan.train.sync"]),
+                   "raygan.pareto", "raygan.train", "raygan.train.sync"]),
     ("models", 1, ["raygan.models"]),
     ("losses", 2, ["raygan.losses"]),
     ("data", 2, ["raygan.data"]),

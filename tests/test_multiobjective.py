@@ -9,8 +9,9 @@ import optuna
 import pytest
 
 from raygan.errors import UserError
-from raygan.orchestrate.results import pareto_ranks, ranked_rows, write_summary
+from raygan.orchestrate.results import ranked_rows, write_summary
 from raygan.orchestrate.tune import _searcher
+from raygan.pareto import pareto_ranks
 from raygan.search_space import load_experiment
 
 
@@ -29,7 +30,8 @@ def test_two_objectives_parse_and_reach_optuna(tmp_path):
     assert exp.search.objectives == [("intra_shapesnet", "max"), ("realism", "max")]
     assert exp.search.multi_objective
     searcher = _searcher(exp).searcher
-    assert searcher._metric == ["intra_shapesnet", "realism"] and searcher._mode == ["max", "max"]
+    # scope best (the default): Optuna reads each trial's best evaluation (train/best.py)
+    assert searcher._metric == ["best/intra_shapesnet", "best/realism"] and searcher._mode == ["max", "max"]
     assert isinstance(searcher._sampler, optuna.samplers.TPESampler)
 
     nsga = _searcher(exp_from(tmp_path, "{metric: [fd_shapesnet, realism], mode: [min, max], searcher: nsga2, "
@@ -50,7 +52,7 @@ def test_one_element_lists_are_a_plain_search(tmp_path):
     ("{metric: [realism, intra_shapesnet], mode: [max, up]}", "search.mode: expected one of ['min', 'max']"),
     ("{metric: [a, b, c, d], mode: [max, max, max, max]}", "search.metric: expected 1 to 3 objectives"),
     ("{metric: [realism, realism], mode: [max, max]}", "search.metric: expected distinct objectives"),
-    ("{metric: [realism, intra_shapesnet], mode: [max, max], scheduler: asha}", "search.scheduler: asha stops"),
+    ("{metric: [realism, intra_shapesnet], mode: [max, max], scheduler: asha}", "search.scheduler: asha ranks trials by one metric"),
     ("{metric: [realism, 3], mode: [max, max]}", "search.metric: expected a string, got 3"),
 ])
 def test_bad_objectives_are_one_line_errors_naming_the_file(tmp_path, search, expected):

@@ -26,7 +26,7 @@ method:
   lambda1: {loguniform: [0.1, 10.0]}
   tau: {uniform: [0.03, 0.3]}
 train: {steps: 4, eval_every: 2}
-search: {metric: [intra_shapesnet, realism], mode: [max, max], num_samples: 6}
+search: {metric: [diversity, realism], mode: [max, max], num_samples: 6}
 """
 
 
@@ -45,7 +45,7 @@ def fake_run(tmp_path, space=SPACE, n=6, failed=()):
                   "method.tau": float(rng.uniform(0.03, 0.3))}
         (d / "params.json").write_text(json.dumps(params))
         reports = [{"step": s, "trial_id": tid, "realism": float(rng.uniform()) * s / 4,
-                    "intra_shapesnet": float(rng.uniform(0, 4)), "fd_shapesnet": float(rng.uniform(100, 400)),
+                    "diversity": float(rng.uniform(0, 4)), "fd_shapesnet": float(rng.uniform(100, 400)),
                     "config": params} for s in (2, 4)]
         (d / "result.json").write_text("".join(json.dumps(r) + "\n" for r in reports))
         Image.fromarray(rng.integers(0, 255, (24, 48, 3), dtype=np.uint8)).save(d / "samples.png")
@@ -102,12 +102,12 @@ def test_report_of_a_pareto_search(tmp_path, capsys):
     from raygan.orchestrate.results import pareto_ranks
 
     ids = list(trials)
-    ranks = pareto_ranks([[trials[t][1]["intra_shapesnet"], trials[t][1]["realism"]] for t in ids], ["max", "max"])
-    expected = sorted(ids, key=lambda t: (ranks[ids.index(t)], -trials[t][1]["intra_shapesnet"]))
+    ranks = pareto_ranks([[trials[t][1]["diversity"], trials[t][1]["realism"]] for t in ids], ["max", "max"])
+    expected = sorted(ids, key=lambda t: (ranks[ids.index(t)], -trials[t][1]["diversity"]))
     text = page.read_text()
     table = text[text.index("<table>"):text.index("</table>")]
     assert re.findall(r'href="#trial-(t\d+)"', table) == expected
-    assert "Pareto front of intra_shapesnet (max) and realism (max)" in text
+    assert "Pareto front of diversity (max) and realism (max)" in text
     assert "up to 2 points per trial" in text  # the curves have every evaluation
     for tid, (params, _) in trials.items():
         cfg = run / "report" / "configs" / f"fake_{tid}.yaml"
@@ -140,7 +140,7 @@ def test_importance_follows_each_objectives_direction(tmp_path):
             assert max(values, key=values.get) == top and sum(values.values()) == pytest.approx(1.0)
 
 
-SINGLE = SPACE.replace("search: {metric: [intra_shapesnet, realism], mode: [max, max], num_samples: 6}",
+SINGLE = SPACE.replace("search: {metric: [diversity, realism], mode: [max, max], num_samples: 6}",
                        "search: {metric: fd_shapesnet, mode: min, num_samples: 2}")
 
 
@@ -210,7 +210,7 @@ train:
   eval_every: 2
   eval_samples: 20
 search:
-  metric: [intra_shapesnet, realism]
+  metric: [diversity, realism]
   mode: [max, max]
   num_samples: 2     # both at once: importance needs 2 finished trials
   max_concurrent: 2
@@ -237,7 +237,7 @@ def test_pareto_search_then_its_report(tmp_path, capsys, monkeypatch):
         ray.shutdown()
     printed = capsys.readouterr().out
     run = out / "micro_pareto"
-    assert "optimising intra_shapesnet (max) and realism (max), Pareto front" in printed
+    assert "optimising diversity (max) and realism (max), Pareto front" in printed
     assert f"raygan: raygan report {run}" in printed
     rows = list(csv.DictReader(open(run / "results.csv")))
     assert len(rows) == 2 and all(r["status"] == "ok" for r in rows)

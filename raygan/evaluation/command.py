@@ -20,6 +20,7 @@ from pathlib import Path
 from raygan.errors import UserError
 from raygan.evaluation.fewshot import EMBEDDED, PUBLISHED, EvalOptions, Run, preflight
 from raygan.evaluation.sampling import eval_codes, generate
+from raygan.train.best import best_checkpoint
 
 LABEL_TO_IMAGE = ("miou",)  # the family's evaluation: miou_*, and with SegNet miou_rare, fd_segnet
 METRICS = PUBLISHED + EMBEDDED + LABEL_TO_IMAGE
@@ -55,9 +56,10 @@ def _trial_id(folder: Path) -> str | None:
 
 def find_checkpoint(path) -> Path:
     """The checkpoint file a path names: a .pt file; a folder holding state.pt or checkpoint.pt
-    (``raygan train --local``); the latest checkpoint_*/state.pt of a Tune trial folder (one
-    worker), of a Ray Train run folder (or its ``train/``), or, for a trial with several
-    workers, of its Train run in the experiment's ``_train/train_<trial id>/``."""
+    (``raygan train --local``); a trial's best evaluation (``best/state.pt``, search.scope
+    best); else the latest checkpoint_*/state.pt of a Tune trial folder (one worker), of a Ray
+    Train run folder (or its ``train/``), or, for a trial with several workers, of its Train
+    run in the experiment's ``_train/train_<trial id>/``."""
     p = Path(path).expanduser()
     if p.is_file():
         return p
@@ -66,6 +68,8 @@ def find_checkpoint(path) -> Path:
     for name in ("state.pt", "checkpoint.pt"):
         if (p / name).is_file():
             return p / name
+    if best_checkpoint(p):
+        return best_checkpoint(p)
     found = _latest(p.glob("checkpoint_*/state.pt")) or _latest(p.glob("train/checkpoint_*/state.pt"))
     if found is None and (trial := _trial_id(p)):
         found = _latest((p.parent / "_train" / f"train_{trial}").glob("checkpoint_*/state.pt"))

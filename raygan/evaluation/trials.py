@@ -3,29 +3,32 @@
 ``train.metrics`` names them; left empty, the embedded sketches target reports
 - ``realism``: p_t of DCL Eq. 3, the shapesnet domain head's mean probability
   that G_t(z) is a target-domain image;
-- ``intra_<dist>``: the DCL paper's intra-cluster diversity around the shots
-  (``intra_lpips_vgg`` when VGG weights are in the torch cache, else ``intra_shapesnet``);
+- ``diversity``: the DCL paper's intra-cluster diversity around the shots, by the backbone
+  ``train.diversity`` names (auto: LPIPS where its weights are found, else raygan's
+  ShapesNet; the backbone is in the provenance, the name stays ``diversity``);
 - ``fd_shapesnet``: Fréchet distance to held-out target images in shapesnet's
   feature space (not Inception: hence the name);
 - ``scs_<edges>``: RSSA's structural consistency of G_t(z) with G_s(z) for the
   same z and noise (Eq. 9–10), on the first ``N_SCS`` samples;
 and a folder target reports ``fid`` (against ``data.reference``; without one ``fid_shots``,
-against the shots), ``intra_lpips`` and ``scs_<edges>``. The published metrics (fid, kid,
-fid_shots, intra_lpips) are computed by raygan.evaluation.fewshot.Run, as `raygan eval` computes
-them; every score's provenance is kept in ``provenance``.
+against the shots), ``diversity`` (LPIPS) and ``scs_<edges>``. With realism and diversity
+both reported, ``diversity_at_saturation`` too (evaluation/saturation.py). The published
+metrics (fid, kid, fid_shots, intra_lpips) are computed by raygan.evaluation.fewshot.Run, as
+`raygan eval` computes them; every score's provenance is kept in ``provenance``.
 """
 from __future__ import annotations
 
 import torch
 from torchvision.utils import make_grid
 
+from raygan.evaluation.saturation import Saturation
 from raygan.metrics.frechet import N_SKETCH_REFERENCE
 from raygan.evaluation.sampling import eval_codes, generate
 
 N_SCS = 200  # sample pairs behind SCS
 GENERATE_BATCH = 200
-EMBEDDED_DEFAULT = ("realism", "intra", "fd_shapesnet", "scs")  # "intra": LPIPS-VGG if cached, else ShapesNet
-SHAPESNET_METRICS = ("realism", "intra", "intra_shapesnet", "fd_shapesnet")
+EMBEDDED_DEFAULT = ("realism", "diversity", "fd_shapesnet", "scs")
+SHAPESNET_METRICS = ("realism", "intra_shapesnet", "fd_shapesnet")
 RUN_METRICS = ("fid", "kid", "fid_shots", "is", "intra_lpips")  # computed by evaluation.fewshot.Run
 
 
@@ -42,16 +45,23 @@ class Evaluator:
     (z -> W+) is how the method samples G_t (RSSA: compressed styles), the source
     row of the grid and SCS's reference are G_s through its own mapping.
 
-    ``metrics``: names of TRIAL_METRICS (None: EMBEDDED_DEFAULT); ``run_options`` (a
-    raygan.evaluation.fewshot.EvalOptions) and ``source`` (the SourceModel) are what the published ones need."""
+    ``metrics``: names of TRIAL_METRICS (None: EMBEDDED_DEFAULT); ``diversity``: the metric
+    reported as ``diversity`` (intra_lpips or intra_shapesnet); ``saturation``: the rule behind
+    diversity_at_saturation; ``run_options`` (a raygan.evaluation.fewshot.EvalOptions) and
+    ``source`` (the SourceModel) are what the published ones need."""
 
     def __init__(self, g_source, shots: torch.Tensor, n_samples: int, seed: int = 0, device="cpu",
                  n_grid: int = 8, edges: tuple | None = None, latent_map=None, metrics=None,
-                 run_options=None, source=None, shots_name: str = "the shots"):
+                 run_options=None, source=None, shots_name: str = "the shots", diversity="intra_shapesnet",
+                 saturation: Saturation | None = None):
         from raygan.metrics.scs import make_edge_detector
 
         self.size, self.device = shots.shape[-1], device
         self.names = tuple(metrics or EMBEDDED_DEFAULT)
+        # What is computed: the names with "diversity" as its backbone's metric.
+        self.computed = tuple(diversity if m == "diversity" else m for m in self.names)
+        self.diversity = diversity
+        self.saturation = (saturation or Saturation()) if {"realism", "diversity"} <= set(self.names) else None
         self.shots, self.shots_name = shots, shots_name
         self.run_options, self.source = run_options, source
         self.z = eval_codes(n_samples, g_source.style_dim, seed)
@@ -62,19 +72,17 @@ class Evaluator:
         self.scs_name, self.edges = edges or make_edge_detector("sobel")
         self.source_scs = self.generate(g_source, self.z[:N_SCS], latent_map=None) if "scs" in self.names else None
         self.provenance: dict[str, dict] = {}
-        if set(self.names) & set(SHAPESNET_METRICS):
+        if set(self.computed) & set(SHAPESNET_METRICS):
             self._load_shapesnet()
 
     def _load_shapesnet(self):
-        from raygan.metrics.diversity import make_distance
+        from raygan.metrics.diversity import shapesnet_distance
         from raygan.metrics.features import load_shapesnet
-
-        self.net = load_shapesnet(self.size, device=self.device)
         from raygan.metrics.frechet import sketch_reference_stats
 
+        self.net = load_shapesnet(self.size, device=self.device)
         self.mu, self.sigma = sketch_reference_stats(self.net, self.size)
-        self.dist_name, self.distance = (make_distance("auto", net=self.net) if "intra" in self.names
-                                         else make_distance("shapesnet", net=self.net))
+        self.distance = shapesnet_distance(self.net)
 
     def generate(self, g, z=None, latent_map="method") -> torch.Tensor:
         """G(z) for a prefix of ``self.z`` (all by default) with the noise of the full run."""
@@ -82,8 +90,11 @@ class Evaluator:
         latent_map = self.latent_map if latent_map == "method" else latent_map
         return generate(g, z, self.noise_seed, GENERATE_BATCH, self.device, latent_map)
 
-    def metrics(self, g) -> dict:
-        return self.score(self.generate(g))
+    def metrics(self, g, step: int = 0) -> dict:
+        out = self.score(self.generate(g))
+        if self.saturation is not None:
+            out.update(self.saturation.update(step, out["realism"], out["diversity"]))
+        return out
 
     @torch.no_grad()
     def score(self, images: torch.Tensor) -> dict:
@@ -95,16 +106,16 @@ class Evaluator:
         from raygan.metrics.scs import scs
 
         out = {}
-        if "realism" in self.names:
+        if "realism" in self.computed:
             out["realism"] = realism(images, self.net)
-        if {"intra", "intra_shapesnet"} & set(self.names):
-            out[self.dist_name] = intra_cluster_diversity(images, self.shots.cpu(), self.distance)
-        if "fd_shapesnet" in self.names:
+        if "intra_shapesnet" in self.computed:
+            out["intra_shapesnet"] = intra_cluster_diversity(images, self.shots.cpu(), self.distance)
+        if "fd_shapesnet" in self.computed:
             mu, sigma = feature_stats(extract_features(images, self.net).numpy())
             out["fd_shapesnet"] = frechet_distance(mu, sigma, self.mu, self.sigma)
-        if "scs" in self.names:
+        if "scs" in self.computed:
             out[self.scs_name] = scs(images[:N_SCS], self.source_scs, self.edges)
-        published = [m for m in self.names if m in RUN_METRICS]
+        published = [m for m in self.computed if m in RUN_METRICS]
         if published:
             from raygan.evaluation.fewshot import Run
 
@@ -115,6 +126,12 @@ class Evaluator:
                     self.provenance[score.metric] = {k: v for k, v in score.record().items() if k != "value"}
         for key in out:
             self.provenance.setdefault(key, self._embedded_provenance(key, len(images)))
+        if "diversity" in self.names:  # reported under its portable name; the backbone stays in the provenance
+            also = self.diversity in self.names  # e.g. [diversity, intra_shapesnet]: both keys
+            value = out[self.diversity] if also else out.pop(self.diversity)
+            record = self.provenance[self.diversity] if also else self.provenance.pop(self.diversity)
+            out["diversity"] = value
+            self.provenance["diversity"] = {**record, "metric": "diversity", "computed_as": self.diversity}
         return out
 
     def _embedded_provenance(self, key: str, n: int) -> dict:
@@ -125,8 +142,7 @@ class Evaluator:
                     "reference": "G_s(z), same z and noise"}
         reference = {"realism": "domain head (DCL Eq. 3)",
                      "fd_shapesnet": f"embedded held-out target sketches ({N_SKETCH_REFERENCE}, seed 1)"}
-        return {"metric": key, "network": f"shapesnet {VERSION} (raygan's own)" if "lpips" not in key else
-                "lpips vgg (torch hub cache)", "samples": n,
+        return {"metric": key, "network": f"shapesnet {VERSION} (raygan's own)", "samples": n,
                 "reference": reference.get(key, f"nearest of {self.shots_name}; <= 50 per cluster")}
 
     def grid(self, g) -> torch.Tensor:

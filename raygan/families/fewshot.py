@@ -40,22 +40,40 @@ def trial_metrics(data, train) -> tuple[str, ...]:
         return tuple(train.metrics)
     if data.embedded:
         return EMBEDDED_DEFAULT
-    return ("fid" if data.reference else "fid_shots", "intra_lpips", "scs")
+    return ("fid" if data.reference else "fid_shots", "diversity", "scs")
+
+
+def diversity_metric(data, train) -> str:
+    """The metric behind the portable name ``diversity`` (``train.diversity``): intra_lpips, or
+    intra_shapesnet; auto picks LPIPS when its weights resolve (an explicit lpips_weights file
+    counts even if missing: the error then names it), else ShapesNet on the embedded sketches."""
+    from raygan import weights
+
+    if train.diversity != "auto":
+        return {"lpips": "intra_lpips", "shapesnet": "intra_shapesnet"}[train.diversity]
+    if train.lpips_weights or not data.embedded:
+        return "intra_lpips"
+    try:
+        weights.resolve(BACKBONES[train.lpips_net])
+    except UserError:
+        return "intra_shapesnet"
+    return "intra_lpips"
+
+
+def computed_metrics(data, train) -> tuple[str, ...]:
+    """``trial_metrics`` with ``diversity`` as the metric that computes it."""
+    return tuple(diversity_metric(data, train) if m == "diversity" else m for m in trial_metrics(data, train))
 
 
 def reported_names(data, train) -> list[str]:
-    """The keys an evaluation reports (scs is reported as scs_<edges>; the embedded default's
-    diversity is intra_lpips_vgg when VGG weights are cached, else intra_shapesnet)."""
-    from raygan.metrics.diversity import backbone_file
+    """The keys an evaluation reports: scs as scs_<edges>; with realism and diversity, also
+    diversity_at_saturation and saturated_at_step (evaluation/saturation.py)."""
+    from raygan.evaluation.saturation import DIVERSITY_AT_SATURATION, SATURATED_AT
 
-    names = []
-    for m in trial_metrics(data, train):
-        if m == "scs":
-            names.append(f"scs_{train.scs_edges}")
-        elif m == "intra":
-            names.append("intra_lpips_vgg" if backbone_file("vgg").is_file() else "intra_shapesnet")
-        else:
-            names.append(m)
+    metrics = trial_metrics(data, train)
+    names = [f"scs_{train.scs_edges}" if m == "scs" else m for m in metrics]
+    if {"realism", "diversity"} <= set(metrics):
+        names += [DIVERSITY_AT_SATURATION, SATURATED_AT]
     return names
 
 
@@ -74,7 +92,7 @@ def run_options(t: dict, device="cpu"):
     from raygan.evaluation.fewshot import EvalOptions
 
     data, train = t["data"], t["train"]
-    return EvalOptions(metrics=trial_metrics(data, train), samples=train.eval_samples,
+    return EvalOptions(metrics=computed_metrics(data, train), samples=train.eval_samples,
                        reference=data.reference or None, source=t["model"].checkpoint, lpips_net=train.lpips_net,
                        scs_edges=train.scs_edges, inception=train.inception_weights or None,
                        lpips_weights=train.lpips_weights or None, hed=train.hed_weights or None, seed=train.seed,
@@ -99,13 +117,17 @@ class Evaluation:
     def __init__(self, t: dict, method: FewShotAdapter, device="cpu"):
         from raygan.evaluation.trials import Evaluator
 
-        train = t["train"]
+        from raygan.evaluation.saturation import Saturation
+
+        data, train = t["data"], t["train"]
         self.evaluator = Evaluator(method.g_source, method.shots, train.eval_samples, seed=train.seed,
                                    device=device, edges=edge_detector(train) if "scs" in trial_metrics(
-                                       t["data"], train) else None,
-                                   latent_map=method.latent_map(), metrics=trial_metrics(t["data"], train),
+                                       data, train) else None,
+                                   latent_map=method.latent_map(), metrics=trial_metrics(data, train),
                                    run_options=run_options(t, device), source=method.source,
-                                   shots_name=method.shots_name)
+                                   shots_name=method.shots_name, diversity=diversity_metric(data, train),
+                                   saturation=Saturation(train.saturation_window, train.saturation_tolerance,
+                                                         train.saturation_realism))
 
     @property
     def provenance(self) -> dict:
@@ -114,7 +136,7 @@ class Evaluation:
 
     def metrics(self, method: FewShotAdapter) -> dict:
         """The metrics of G_t's EMA (what is saved as g_ema), sampled as the method samples."""
-        return self.evaluator.metrics(method.g_ema)
+        return self.evaluator.metrics(method.g_ema, method.step_count)
 
     def grid(self, method: FewShotAdapter) -> torch.Tensor:
         return self.evaluator.grid(method.g_ema)
@@ -127,7 +149,7 @@ def check_metrics(t: dict, objectives, where: str) -> None:
     from raygan.evaluation.fewshot import preflight
 
     data, train = t["data"], t["train"]
-    metrics = trial_metrics(data, train)
+    metrics = computed_metrics(data, train)
     if not data.embedded:
         embedded = [m for m in metrics if m in EMBEDDED_METRICS]
         if embedded:
@@ -143,6 +165,8 @@ def check_metrics(t: dict, objectives, where: str) -> None:
             raise UserError(where, f"search.metric: {metric!r} is not reported by this experiment's trials "
                                    f"(they report {', '.join(names)}; set train.metrics)")
     preflight(metrics, run_options(t))
+    if any(m == "diversity_at_saturation" for m, _ in objectives) and "realism" not in metrics:
+        raise UserError(where, "search.metric: diversity_at_saturation needs realism among train.metrics")
     if "scs" in metrics:
         edge_detector(train)  # a bad HED file fails here
 
@@ -154,12 +178,16 @@ def pinned_weights(t: dict) -> dict[str, str]:
     from raygan.evaluation.fewshot import INCEPTION_METRICS
     from raygan import weights
 
-    metrics, train = set(trial_metrics(t["data"], t["train"])), t["train"]
+    metrics, train = set(computed_metrics(t["data"], t["train"])), t["train"]
     wanted = {"inception_weights": ("inception", bool(metrics & set(INCEPTION_METRICS))),
               "lpips_weights": (BACKBONES[train.lpips_net], "intra_lpips" in metrics),
               "hed_weights": ("hed", "scs" in metrics and train.scs_edges == "hed")}
-    return {f"train.{knob}": str(weights.resolve(name, getattr(train, knob) or None).path.resolve())
+    pins = {f"train.{knob}": str(weights.resolve(name, getattr(train, knob) or None).path.resolve())
             for knob, (name, used) in wanted.items() if used}
+    # What `diversity` is, decided once here, so every trial computes the same one.
+    pins["train.diversity"] = {"intra_lpips": "lpips", "intra_shapesnet": "shapesnet"}[
+        diversity_metric(t["data"], train)]
+    return pins
 
 
 def prepare(t: dict, methods: list[str], where: str, progress=print, objectives=()) -> dict[str, str]:
@@ -193,7 +221,7 @@ def warm_caches(t: dict, source, shots, progress=print) -> None:
     ShapesNet and its reference statistics, the reference set's Inception features."""
     from raygan.evaluation.trials import SHAPESNET_METRICS, warm_cache
 
-    metrics = trial_metrics(t["data"], t["train"])
+    metrics = computed_metrics(t["data"], t["train"])
     if set(metrics) & set(SHAPESNET_METRICS):
         warm_cache(source.size)
     if {"fid", "kid"} & set(metrics):

@@ -45,3 +45,13 @@ class Method(abc.ABC):
     @abc.abstractmethod
     def load_state_dict(self, state: dict) -> None:
         ...
+
+
+def load_optimizer(optimizer, state: dict) -> None:
+    """An optimizer's saved moments with this run's hyperparameters (lr, betas, ...): a run
+    restored from another run's checkpoint with new knobs (PBT's exploit/explore) trains with
+    the new values, not the saved ones (``Optimizer.load_state_dict`` restores both)."""
+    configured = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, values in zip(optimizer.param_groups, configured):
+        group.update(values)

@@ -12,9 +12,9 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import yaml
 
+from raygan.pareto import finite, pareto_ranks
 from raygan.registry import family_of
 from raygan.search_space import Experiment, resolve
 
@@ -23,57 +23,44 @@ EXPERIMENT_COPY = "experiment.yaml"  # the experiment file as run, beside its re
 
 def _fmt(v) -> str:
     if isinstance(v, float):
-        return f"{v:.4g}"
+        return f"{v:.4g}" if math.isfinite(v) else "-" if math.isnan(v) else str(v)
     return str(v)
 
 
-def pareto_ranks(values, modes) -> list[int]:
-    """Non-dominated sorting (Deb et al. 2002, NSGA-II): rank 1 is the Pareto
-    front, rank k+1 the front of what remains without ranks 1..k. Point a
-    dominates b when it is no worse in every objective and better in one.
-    ``values``: n x k objective values; ``modes``: k of "min"/"max"."""
-    v = np.asarray(values, dtype=float).reshape(len(values), len(modes))
-    v = v * np.array([1.0 if m == "min" else -1.0 for m in modes])  # all minimised
-    no_worse = (v[:, None, :] <= v[None, :, :]).all(-1)
-    better = (v[:, None, :] < v[None, :, :]).any(-1)
-    dominates = no_worse & better  # [a, b]: a dominates b
-    ranks, left, rank = np.zeros(len(v), dtype=int), np.ones(len(v), dtype=bool), 1
-    while left.any():
-        front = left & ~(dominates & left[:, None]).any(0)
-        ranks[front], left, rank = rank, left & ~front, rank + 1
-    return ranks.tolist()
-
-
-def finite(v) -> bool:
-    """A real number that is not NaN or infinite (a bool is not a metric value)."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def ranked_rows(results, exp: Experiment) -> list[dict]:
-    """One row per trial: params, final metrics, status; best first. With several
+    """One row per trial: params, metrics, status; best first. The metrics are those of the
+    trial's best evaluation under ``search.scope: best`` (its ``best/`` keys, train/best.py;
+    a trial that diverged after it is ranked by it too), else of its last report. With several
     objectives: by Pareto rank (``pareto_rank``, 1 = the front), then by the first."""
+    from raygan.train.best import best_of
+
     objectives = exp.search.objectives
     (metric, mode), multi = objectives[0], len(objectives) > 1
     sign = 1 if mode == "min" else -1
     rows = []
     for r in results:
-        m = r.metrics or {}
+        last = r.metrics or {}
+        m = last
+        if exp.search.scope == "best":  # (a run from before scope was a knob has no best/ keys)
+            m = best_of(last) or ({} if last.get("stopped") else last)
         params = {k: v for k, v in (r.config or {}).items() if k in exp.space}
-        row = {"trial": m.get("trial_id", "?"), **({"pareto_rank": ""} if multi else {}),
+        row = {"trial": last.get("trial_id", "?"), **({"pareto_rank": ""} if multi else {}),
                **params, **{k: v for k, v in m.items() if _is_result_metric(k)}}
         row["status"] = ("error: " + str(r.error).strip().splitlines()[-1][:80] if r.error
-                         else f"stopped: {m['stopped']}" if m.get("stopped") else "ok")
+                         else f"stopped: {last['stopped']}" if last.get("stopped") else "ok")
         row["_params"], row["_path"] = params, r.path
+        diverged_after_best = last.get("stopped") and m is not last and all(finite(m.get(k)) for k, _ in objectives)
+        row["_ranked"] = not r.error and (row["status"] == "ok" or bool(diverged_after_best))
         rows.append(row)
     if multi:
-        ranked = [r for r in rows if r["status"] == "ok" and all(finite(r.get(k)) for k, _ in objectives)]
+        ranked = [r for r in rows if r["_ranked"] and all(finite(r.get(k)) for k, _ in objectives)]
         if ranked:
             ranks = pareto_ranks([[r[k] for k, _ in objectives] for r in ranked], [d for _, d in objectives])
             for r, k in zip(ranked, ranks):
                 r["pareto_rank"] = k
 
-    def key(row):  # finished trials by (Pareto rank and) metric, then those without finite metrics, then the rest
-        if row["status"] != "ok":
+    def key(row):  # ranked trials by (Pareto rank and) metric, then those without finite metrics, then the rest
+        if not row["_ranked"]:
             return (2, 0, 0)
         if multi:
             return (0, row["pareto_rank"], sign * row[metric]) if row["pareto_rank"] != "" else (1, 0, 0)
@@ -83,7 +70,8 @@ def ranked_rows(results, exp: Experiment) -> list[dict]:
 
 
 def _is_result_metric(k: str) -> bool:
-    return (k in ("step", "realism", "fd_shapesnet", "sec_per_step", "fid", "kid", "fid_shots", "is")
+    return (k in ("step", "realism", "diversity", "fd_shapesnet", "sec_per_step", "fid", "kid", "fid_shots", "is",
+                  "diversity_at_saturation", "saturated_at_step")
             or k.startswith(("intra_", "fd_", "scs_", "miou_")))
 
 
@@ -114,7 +102,7 @@ def comparison(rows: list[dict]) -> tuple[list[dict], list[dict]]:
         ok = [r for r in per_trial if r["method"] == method and r["status"] == "ok"]
         row = {"method": method, "seeds": len(ok)}
         for m in metrics:
-            vals = [r[m] for r in ok if isinstance(r.get(m), (int, float))]
+            vals = [r[m] for r in ok if finite(r.get(m))]
             if vals:
                 sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
                 row[m] = f"{statistics.mean(vals):.4g} ± {sd:.2g}"
@@ -180,14 +168,19 @@ def write_summary(results, exp: Experiment, exp_dir: Path) -> list[dict]:
               f"({', '.join(r['trial'] for r in front)}) in {exp_dir / 'pareto.csv'}")
     if "method.name" in exp.space:
         write_comparison(rows, exp_dir)
-    best = rows[0] if rows and rows[0]["status"] == "ok" else None
+    best = rows[0] if rows and rows[0]["_ranked"] else None
     if best is not None:
+        from raygan.train.best import best_checkpoint
+
         metric = exp.search.objectives[0][0]
         how = (f"first of the Pareto front by {metric}" if exp.search.multi_objective
                else f"best trial by {exp.search.describe()}")
+        kept = best_checkpoint(best["_path"]) if exp.search.scope == "best" and best["_path"] else None
+        where = (f"\n# its best evaluation, step {best.get('step')}: {kept} (train.steps {best.get('step')} "
+                 "stops this run there)" if kept else "")
         (exp_dir / "best_config.yaml").write_text(trial_yaml(
             exp, best["_params"], f"{exp.name}_best",
-            f"{how}, of {exp.path}: {metric} = {_fmt(best.get(metric))} (trial {best['trial']})"))
+            f"{how}, of {exp.path}: {metric} = {_fmt(best.get(metric))} (trial {best['trial']}){where}"))
     return rows
 
 

@@ -19,10 +19,11 @@ DATA_CPUS = 1.0  # kept free for Ray Data when trials stream their unpaired sets
 STOPPED = "stopped"  # the result key saying why a trial stopped early (e.g. a loss became non-finite)
 
 
-def _trial(params: dict, *, base: dict, scaling, exp_dir: str, objectives=()) -> None:
+def _trial(params: dict, *, base: dict, scaling, exp_dir: str, objectives=(), scope: str = "last") -> None:
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from raygan.train.best import BestEvaluation
     from raygan.train.loop import NonFiniteLoss
     from raygan.orchestrate.train import fit_trial, train_in_trial
 
@@ -31,17 +32,31 @@ def _trial(params: dict, *, base: dict, scaling, exp_dir: str, objectives=()) ->
     # local working copy that is never synced when Tune reuses actors).
     trial_dir = Path(exp_dir) / Path(ctx.get_trial_dir()).name
     label = f"trial {ctx.get_trial_id()}"
+    best_of = objectives if scope == "best" else ()
     try:
         if trains_in_trial(scaling):
-            train_in_trial(resolve(base, params), scaling, log_dir=str(trial_dir), label=label)
+            train_in_trial(resolve(base, params), scaling, log_dir=str(trial_dir), label=label, best_of=best_of)
         else:  # a stable Train run name per trial, so a restarted trial finds its checkpoints
             fit_trial(resolve(base, params), scaling, name=f"train_{ctx.get_trial_id()}",
                       storage=str(Path(exp_dir) / "_train"), log_dir=str(trial_dir),
-                      callbacks=[TuneReportCallback()], label=label)
+                      callbacks=[TuneReportCallback()], label=label, best_of=best_of)
     except NonFiniteLoss as e:
         # A diverged trial has finished (its status says why), not failed: neither
-        # retried nor resumed. Tune wants the searched metrics in every result.
-        tune.report({**{m: float("nan") for m in objectives}, STOPPED: str(e)})
+        # retried nor resumed. Tune wants the searched metrics in every result; under
+        # scope best the trial keeps its best evaluation from before it diverged.
+        best = BestEvaluation(best_of, trial_dir).reported() if best_of else {}
+        tune.report({**{m: float("nan") for m, _ in objectives}, **best, STOPPED: str(e)})
+
+
+def tune_metric(search):
+    """The result key(s) the searcher and ASHA rank trials by: a trial's best evaluation so
+    far (``best/<metric>``, train/best.py) under scope best, else its latest. PBT compares
+    trials' current states (it copies the latest checkpoint), so it always reads the latest."""
+    from raygan.train.best import reported_name
+
+    if search.scope == "last":
+        return search.metric
+    return [reported_name(m) for m in search.metric] if search.multi_objective else reported_name(search.metric)
 
 
 def trains_in_trial(scaling) -> bool:
@@ -101,7 +116,7 @@ def _sampler(search):
     import optuna
 
     if search.searcher == "tpe":
-        return optuna.samplers.TPESampler(seed=search.seed)
+        return optuna.samplers.TPESampler(n_startup_trials=search.startup_trials, seed=search.seed)
     if search.searcher == "nsga2":
         population = min(50, max(2, search.num_samples // 4))
         return optuna.samplers.NSGAIISampler(population_size=population, seed=search.seed)
@@ -116,22 +131,30 @@ def _searcher(exp: Experiment, max_concurrent: int | None = None):
     from ray.tune.search.optuna import OptunaSearch
 
     s = exp.search
-    if exp.is_grid:
+    if exp.is_grid or s.scheduler == "pbt":  # PBT: Tune refuses any other search algorithm beside it
         return BasicVariantGenerator(max_concurrent=max_concurrent or s.max_concurrent, random_state=s.seed)
     # Several objectives: OptunaSearch takes the lists and builds a multi-objective
     # study (TuneConfig then names no metric; results.py ranks by Pareto front).
-    return ConcurrencyLimiter(OptunaSearch(sampler=_sampler(s), metric=s.metric, mode=s.mode),
+    return ConcurrencyLimiter(OptunaSearch(sampler=_sampler(s), metric=tune_metric(s), mode=s.mode),
                               max_concurrent=max_concurrent or s.max_concurrent)
 
 
 def _scheduler(exp: Experiment):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
 
-    if exp.search.scheduler == "fifo":
+    s, t = exp.search, exp.trial_config["train"]
+    if s.scheduler == "fifo":
         return FIFOScheduler()
-    t = exp.trial_config["train"]
-    return ASHAScheduler(time_attr="step", metric=exp.search.metric, mode=exp.search.mode, max_t=t["steps"],
-                         grace_period=exp.search.grace_period * t["eval_every"], reduction_factor=2)
+    if s.scheduler == "pbt":
+        # As Ray's own GAN example: every perturbation_interval evaluations the bottom quarter
+        # takes over a top-quarter trial's checkpoint and perturbs (x0.8 / x1.2) or redraws
+        # (p = 0.25) its knobs, here every knob of the search space (lr and the loss weights).
+        return PopulationBasedTraining(
+            time_attr="step", metric=s.metric, mode=s.mode, perturbation_interval=s.perturbation_interval * t["eval_every"],
+            hyperparam_mutations={k: to_tune(d) for k, d in exp.space.items() if d.kind != "grid"},
+            quantile_fraction=0.25, resample_probability=0.25)
+    return ASHAScheduler(time_attr="step", metric=tune_metric(s), mode=s.mode, max_t=t["steps"],
+                         grace_period=s.grace_period * t["eval_every"], reduction_factor=2)
 
 
 def prepare_shared_assets(exp: Experiment) -> None:
@@ -191,6 +214,8 @@ def run_search(exp: Experiment, resume: bool = False):
     import ray
     from ray import tune
 
+    from raygan.orchestrate.stoppers import RealismPlateau
+
     if not exp.space:
         raise UserError(exp.path, "the search space is empty: give at least one knob a distribution")
     storage = Path(exp.output.dir).expanduser().resolve()
@@ -221,10 +246,9 @@ def run_search(exp: Experiment, resume: bool = False):
         exp.scaling = exp.scaling.on_cluster(gpus)
         print(f"raygan: scaling.use_gpu auto: {'one GPU per worker' if exp.scaling.use_gpu else 'CPU only'} "
               f"(the Ray cluster has {gpus:g} GPUs)", flush=True)
-    metric = exp.search.metric
     trainable = tune.with_resources(
         tune.with_parameters(_trial, base=exp.trial_config, scaling=exp.scaling, exp_dir=str(exp_dir),
-                             objectives=metric if isinstance(metric, list) else [metric]),
+                             objectives=exp.search.objectives, scope=exp.search.scope),
         trial_resources(exp.scaling))
     if resume:
         # Finished (and diverged) trials stay as they are; unfinished and errored ones
@@ -239,7 +263,10 @@ def run_search(exp: Experiment, resume: bool = False):
                                         num_samples=exp.search.num_samples, reuse_actors=True),
             run_config=tune.RunConfig(
                 name=exp.name, storage_path=str(storage), verbose=1,
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                stop=RealismPlateau() if exp.search.stopper == "realism_plateau" else None,
+                # PBT restores a top trial's checkpoint from when it was chosen, perhaps
+                # evaluations later: it must still be there (Ray's PBT guide), so all are kept.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=None if exp.search.scheduler == "pbt" else 2),
                 # A crashed trial that trains in its own process restarts from its last
                 # checkpoint here; Ray Train restarts its own worker groups.
                 failure_config=tune.FailureConfig(

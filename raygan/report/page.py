@@ -14,8 +14,9 @@ import warnings
 from pathlib import Path
 
 from raygan.errors import UserError
-from raygan.orchestrate.results import (EXPERIMENT_COPY, _fmt, finite, pareto_ranks, ranked_rows, read_trials,
-                                        trial_yaml)
+from raygan.orchestrate.results import EXPERIMENT_COPY, _fmt, ranked_rows, read_trials, trial_yaml
+from raygan.pareto import finite, pareto_ranks
+from raygan.train.best import FOLDER as BEST_FOLDER
 
 MANIFEST = ".raygan-report"
 SAMPLE_GRIDS = 4  # best trials whose samples are shown
@@ -81,7 +82,7 @@ def _axes(exp, rows) -> tuple[str, str, str] | None:
         more = f" (objectives beyond these two: {', '.join(m for m, _ in objectives[2:])})" if objectives[2:] else ""
         return x, y, f"Pareto front of {exp.search.describe().removesuffix(', Pareto front')}{more}"
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    diversity = next((k for k in keys if k.startswith("intra_")), None)
+    diversity = next((k for k in keys if k == "diversity" or k.startswith("intra_")), None)
     if diversity and "realism" in keys:
         return diversity, "realism", (f"realism vs diversity; ringed: the trials no other trial beats on both "
                                       f"(the search itself optimised {exp.search.describe()})")
@@ -117,7 +118,8 @@ def _curves(exp, rows, trials):
 
     history = {t.metrics.get("trial_id"): t.history for t in trials}
     keys = list(dict.fromkeys(k for h in history.values() for r in h for k in r))
-    wanted = ["realism", *[k for k in keys if k.startswith("intra_")], *[m for m, _ in exp.search.objectives]]
+    wanted = ["realism", *[k for k in keys if k == "diversity" or k.startswith("intra_")],
+              *[m for m, _ in exp.search.objectives]]
     metrics = [m for m in dict.fromkeys(wanted) if m in keys]
     if not metrics:
         return None, "No curves: the trials reported none of realism, diversity or the objectives."
@@ -140,7 +142,8 @@ def _knobs(exp, rows):
         return None, "No per-knob plots: no trial finished."
     keys = list(dict.fromkeys(k for r in ok for k in r))
     metrics = [m for m, _ in exp.search.objectives]
-    metrics += [k for k in ("realism", next((k for k in keys if k.startswith("intra_")), "")) if k in keys]
+    metrics += [k for k in ("realism", next((k for k in keys if k == "diversity" or k.startswith("intra_")), ""))
+                if k in keys]
     return (knob_scatter(ok, knobs, list(dict.fromkeys(metrics))),
             "Each searched knob against the objectives (and realism and diversity), one point per finished trial.")
 
@@ -221,16 +224,18 @@ def _trials_section(exp, rows) -> str:
 def _samples_section(rows, files) -> str:
     grids = []
     for i, r in enumerate(rows, 1):
-        png = Path(r["_path"] or "") / "samples.png"
-        if r["status"] == "ok" and png.is_file() and len(grids) < SAMPLE_GRIDS:
+        best = Path(r["_path"] or "") / BEST_FOLDER / "samples.png"  # scope best: the best evaluation's grid
+        png = best if best.is_file() else Path(r["_path"] or "") / "samples.png"
+        if r["_ranked"] and png.is_file() and len(grids) < SAMPLE_GRIDS:
             trial = str(r["trial"])
             files[f"samples_{trial}.png"] = png.read_bytes()
             grids.append(f"<figure>{_img(files[f'samples_{trial}.png'], 'samples of trial ' + trial)}"
                          f"<figcaption>#{i} trial {html.escape(trial)}</figcaption></figure>")
     if not grids:
         return '<h2 id="samples">Samples of the best trials</h2><p>No sample grids found.</p>'
-    return ('<h2 id="samples">Samples of the best trials</h2><p>Each trial\'s last sample grid (samples.png; '
-            f'the same z in every trial).</p><div class="grids">{"".join(grids)}</div>')
+    return ('<h2 id="samples">Samples of the best trials</h2><p>Each trial\'s sample grid at the evaluation '
+            'it is ranked by (best/samples.png under scope best, else samples.png; the same z in every '
+            f'trial).</p><div class="grids">{"".join(grids)}</div>')
 
 
 def _reproduce_section(exp, rows, run_dir: Path, experiment: Path, files) -> str:

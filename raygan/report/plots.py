@@ -8,7 +8,7 @@ import io
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from raygan.orchestrate.results import finite
+from raygan.pareto import finite
 
 METHOD_COLOURS = "tab10"
 

@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 
+from raygan.train.best import BestEvaluation
 from raygan.train.sync import no_sync
 from raygan.registry import family_of
 from raygan.search_space import resolve, typed
@@ -30,6 +31,7 @@ class Hooks:
     device: str = "cpu"
     progress: Callable[[str], None] = field(default=lambda line: None)
     dataset_shard: Callable | None = None  # ray.train.get_dataset_shard in workers that stream data
+    best: BestEvaluation | None = None  # search.scope best: the trial's best evaluation (train/best.py), rank 0
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -102,14 +104,27 @@ def run(cfg: dict, hooks: Hooks) -> dict:
                 provenance_written.append(True)
             if writer is not None:
                 for k, v in metrics.items():
-                    writer.add_scalar(k, v, step)
+                    if math.isfinite(v):  # NaN marks "no value yet" (e.g. diversity_at_saturation)
+                        writer.add_scalar(k, v, step)
                 writer.add_image(f"samples/{evaluator.grid_name}", evaluator.grid(method), step)
                 writer.flush()
             hooks.progress(" ".join(f"{k}={v:.4g}" for k, v in metrics.items() if not k.startswith("loss/")))
         return metrics
 
+    def viewing_grid() -> torch.Tensor:
+        return torch.nn.functional.interpolate(evaluator.grid(method)[None], scale_factor=3, mode="nearest")[0]
+
+    def with_best(metrics: dict, state: dict | None) -> dict:
+        if hooks.best is not None:
+            if state is not None and hooks.best.update(metrics):
+                hooks.best.save(state, viewing_grid())
+            else:
+                hooks.best.save(None)
+            metrics.update(hooks.best.reported())
+        return metrics
+
     if method.step_count == 0:  # the curves start at the source (DCL Fig. 2); nothing to checkpoint yet
-        hooks.report(evaluate({}), None)
+        hooks.report(with_best(evaluate({}), None), None)
         t0 = time.perf_counter()  # sec_per_step counts training steps (and later evaluations)
     metrics = {}
     while method.step_count < train.steps:
@@ -120,12 +135,12 @@ def run(cfg: dict, hooks: Hooks) -> dict:
             raise NonFiniteLoss(f"{', '.join(bad)} became non-finite at step {step}")
         if step % train.eval_every and step != train.steps:
             continue
-        metrics = evaluate(logs)
-        hooks.report(metrics, method.state_dict() if hooks.rank == 0 else None)
+        state = method.state_dict() if hooks.rank == 0 else None
+        metrics = with_best(evaluate(logs), state)
+        hooks.report(metrics, state)
     if writer is not None:
         from torchvision.utils import save_image
 
-        grid = torch.nn.functional.interpolate(evaluator.grid(method)[None], scale_factor=3, mode="nearest")
-        save_image(grid, f"{hooks.log_dir}/samples.png")  # 3x for viewing
+        save_image(viewing_grid(), f"{hooks.log_dir}/samples.png")  # 3x for viewing
         writer.close()
     return metrics

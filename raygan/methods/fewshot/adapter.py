@@ -26,7 +26,7 @@ import torch
 from raygan.config import knob
 from raygan.errors import UserError
 from raygan.losses.adversarial import d_nonsaturating, g_nonsaturating, path_length_penalty, r1_penalty
-from raygan.methods.base import FewShotData, Method
+from raygan.methods.base import FewShotData, Method, load_optimizer
 from raygan.models.patch_disc import PatchHead
 from raygan.train.sync import no_sync
 
@@ -262,8 +262,8 @@ class FewShotAdapter(Method):
         if self.g_ema is not self.g:
             self.g_ema.load_state_dict(state["g_ema"])
         self.d.load_state_dict(state["d"])
-        self.g_optim.load_state_dict(state["g_optim"])
-        self.d_optim.load_state_dict(state["d_optim"])
+        load_optimizer(self.g_optim, state["g_optim"])
+        load_optimizer(self.d_optim, state["d_optim"])
         if self.patch is not None:
             self.patch.load_state_dict(state["patch_head"])
             self.anchors = state["anchors"].to(self.device)

@@ -35,7 +35,8 @@ class ModelConfig:
 
 
 # What a few-shot evaluation can report (raygan/evaluation/trials.py computes them).
-TRIAL_METRICS = ("realism", "intra_shapesnet", "fd_shapesnet", "scs", "fid", "kid", "fid_shots", "is", "intra_lpips")
+TRIAL_METRICS = ("realism", "diversity", "intra_shapesnet", "fd_shapesnet", "scs", "fid", "kid", "fid_shots", "is",
+                 "intra_lpips")
 EMBEDDED_METRICS = ("realism", "intra_shapesnet", "fd_shapesnet")  # raygan's ShapesNet: embedded sketches only
 
 
@@ -66,6 +67,12 @@ class TrainConfig:
     scs_edges: str = knob("sobel", choices=["sobel", "canny", "hed"],
                           help="edge detector behind SCS (RSSA Eq. 9-10); hed needs the HED weights")
     lpips_net: str = knob("vgg", choices=["vgg", "alex"], help="intra_lpips backbone (the public code: vgg)")
+    diversity: str = knob("auto", choices=["auto", "lpips", "shapesnet"],
+                          help="what the `diversity` metric is: intra_lpips or intra_shapesnet (embedded "
+                               "sketches only); auto: lpips where its weights are found, else shapesnet")
+    saturation_window: int = knob(3, lo=1, help="evaluations without realism gain before it counts as saturated")
+    saturation_tolerance: float = knob(0.01, lo=0.0, help="realism gain that still counts as none")
+    saturation_realism: float = knob(0.8, lo=0.0, hi=1.0, help="realism below this never counts as saturated")
     inception_weights: str = knob("", path=True, help="FID Inception weights; empty: $RAYGAN_INCEPTION_WEIGHTS, "
                                                       "$RAYGAN_WEIGHTS or the torch hub cache")
     lpips_weights: str = knob("", path=True, help="torchvision VGG16/AlexNet weights behind intra_lpips; empty: "

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from raygan.methods.base import Method
+from raygan.methods.base import Method, load_optimizer
 from raygan.methods.labelgen.sections import TrainConfig
 from raygan.train.sync import no_sync
 
@@ -173,7 +173,7 @@ class LabelToImage(Method):
         for k, net in self.nets().items():
             if net is not None:
                 net.load_state_dict(state[k])
-        self.g_optim.load_state_dict(state["g_optim"])
-        self.d_optim.load_state_dict(state["d_optim"])
+        load_optimizer(self.g_optim, state["g_optim"])
+        load_optimizer(self.d_optim, state["d_optim"])
         self.step_count = state["step"]
         self.torch_rng.set_state(state["rng"])

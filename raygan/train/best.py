@@ -1,0 +1,96 @@
+"""A trial's best evaluation (``search.scope: best``) and its checkpoint.
+
+A GAN trial's last evaluation is often not its best: generators reach the target's
+realism and then lose diversity (the DCL paper's analysis). With scope best a trial is
+ranked, reported and (with ASHA) promoted by its best evaluation of the search's
+objectives so far; every report carries that evaluation's metrics as ``best/<name>``,
+and its state is kept in the trial's folder as ``best/state.pt`` (with its sample grid
+``best/samples.png``), which best_config.yaml, the report and `raygan eval` point at.
+
+Candidates are the evaluations after training started (step > 0: the unadapted source
+is reported for the curves, never chosen). Several objectives: raygan.pareto.best_index
+(the trial's own Pareto front, nearest the ideal point). The record lives in the trial's
+folder, not in its checkpoints: a restarted trial continues it, and under PBT a trial
+that takes over another's weights keeps its own best.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from raygan.pareto import best_index
+
+PREFIX = "best/"  # reported keys: best/<metric> for every metric of the best evaluation
+FOLDER = "best"  # in the trial's folder: state.pt, samples.png, evaluations.json
+RECORD = "evaluations.json"
+STATE = "state.pt"
+SAMPLES = "samples.png"
+
+
+def reported_name(metric: str) -> str:
+    """The key a search ranks by under scope best."""
+    return PREFIX + metric
+
+
+def best_of(metrics: dict) -> dict:
+    """The best evaluation's metrics from a report (``best/<k>`` keys), without the prefix."""
+    return {k[len(PREFIX):]: v for k, v in metrics.items() if k.startswith(PREFIX)}
+
+
+class BestEvaluation:
+    """The record of one trial's evaluations and which one is best so far."""
+
+    def __init__(self, objectives: list[tuple[str, str]], folder: str | Path | None = None):
+        self.objectives = list(objectives)
+        self.folder = Path(folder) / FOLDER if folder else None
+        self.evaluations: list[dict] = []  # each candidate evaluation's metrics
+        self.best: dict | None = None
+        if self.folder and (self.folder / RECORD).is_file():
+            record = json.loads((self.folder / RECORD).read_text())
+            self.evaluations, self.best = record["evaluations"], record["best"]
+
+    def update(self, metrics: dict) -> bool:
+        """Add one evaluation; True when it is the new best (its state should be kept)."""
+        if metrics.get("step", 0) <= 0:
+            return False
+        kept = {k: v for k, v in metrics.items() if not k.startswith(("loss/", PREFIX))}
+        self.evaluations.append(kept)
+        names, modes = [m for m, _ in self.objectives], [d for _, d in self.objectives]
+        i = best_index([[e.get(m) for m in names] for e in self.evaluations], modes)
+        new = i is not None and self.evaluations[i] is kept
+        self.best = self.evaluations[i] if i is not None else None
+        return new
+
+    def reported(self) -> dict:
+        """``best/<k>`` for the best evaluation's metrics; NaN objectives before there is one
+        (Tune wants the searched keys in every result)."""
+        if self.best is None:
+            return {reported_name(m): float("nan") for m, _ in self.objectives}
+        return {reported_name(k): v for k, v in self.best.items()}
+
+    def save(self, state: dict | None, samples=None) -> None:
+        """Write the record, and (for a new best) its state and sample grid, atomically."""
+        if self.folder is None:
+            return
+        from raygan.cache import save_atomic
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if state is not None:
+            save_atomic(state, self.folder / STATE)
+        if samples is not None:
+            from torchvision.utils import save_image
+
+            tmp = self.folder / f".{SAMPLES}.{os.getpid()}.png"
+            save_image(samples, tmp)
+            os.replace(tmp, self.folder / SAMPLES)
+        tmp = self.folder / f".{RECORD}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps({"objectives": self.objectives, "best": self.best,
+                                   "evaluations": self.evaluations}, indent=1))
+        os.replace(tmp, self.folder / RECORD)
+
+
+def best_checkpoint(trial_folder: str | Path) -> Path | None:
+    """The kept state of a trial's best evaluation, if the trial kept one."""
+    path = Path(trial_folder) / FOLDER / STATE
+    return path if path.is_file() else None
