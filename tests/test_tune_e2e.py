@@ -5,6 +5,7 @@ import os
 import textwrap
 
 import pytest
+import torch
 
 from raygan.cli import main
 from raygan.search_space import load_experiment
@@ -57,7 +58,12 @@ def test_tune_micro_space_end_to_end(tmp_path, capsys, monkeypatch):
         trained = [h for h in history if h["step"] > 0]
         best = min(trained, key=lambda h: h["fd_shapesnet"])
         assert (float(r["fd_shapesnet"]), int(r["step"])) == (pytest.approx(best["fd_shapesnet"]), best["step"])
-        assert (folder / "best" / "state.pt").is_file() and (folder / "best" / "samples.png").is_file()
+        assert (folder / "best" / "samples.png").is_file()
+        kept = torch.load(folder / "best" / "state.pt", weights_only=True)  # the state of that evaluation
+        (same,) = [c for c in folder.glob("checkpoint_*/state.pt")
+                   if torch.load(c, weights_only=True)["step"] == best["step"]]
+        theirs = torch.load(same, weights_only=True)["g_ema"]
+        assert kept["step"] == best["step"] and all(torch.equal(v, theirs[k]) for k, v in kept["g_ema"].items())
     fds = [float(r["fd_shapesnet"]) for r in rows]
     assert fds == sorted(fds)  # ranked, best (lowest) first
 

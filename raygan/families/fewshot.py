@@ -147,26 +147,29 @@ def check_metrics(t: dict, objectives, where: str) -> None:
     (one line naming the missing file), and every objective is a reported metric."""
     from raygan.methods.fewshot.sections import EMBEDDED_METRICS
     from raygan.evaluation.fewshot import preflight
+    from raygan.evaluation.saturation import SATURATED_AT
 
     data, train = t["data"], t["train"]
     metrics = computed_metrics(data, train)
     if not data.embedded:
         embedded = [m for m in metrics if m in EMBEDDED_METRICS]
         if embedded:
-            raise UserError(where, f"train.metrics: {embedded[0]} uses raygan's ShapesNet, which knows only the "
+            knob = "train.metrics" if embedded[0] in trial_metrics(data, train) else "train.diversity"
+            raise UserError(where, f"{knob}: {embedded[0]} uses raygan's ShapesNet, which knows only the "
                                    "embedded sketches; a folder target is scored by fid/kid (with data.reference), "
-                                   "fid_shots, intra_lpips or scs")
+                                   "fid_shots, diversity (LPIPS) or scs")
     if not data.embedded and not data.reference and {"fid", "kid"} & set(metrics):
         raise UserError(where, "train.metrics: fid/kid on a folder target need data.reference (a folder of "
                                "held-out target images); without one use fid_shots, intra_lpips or scs")
     names = reported_names(data, train)
     for metric, _ in objectives:
+        if metric == SATURATED_AT and metric not in names:
+            raise UserError(where, "search.stopper: realism_plateau needs realism and diversity among the "
+                                   f"trials' metrics (they report {', '.join(names)}; set train.metrics)")
         if metric not in names:
             raise UserError(where, f"search.metric: {metric!r} is not reported by this experiment's trials "
                                    f"(they report {', '.join(names)}; set train.metrics)")
     preflight(metrics, run_options(t))
-    if any(m == "diversity_at_saturation" for m, _ in objectives) and "realism" not in metrics:
-        raise UserError(where, "search.metric: diversity_at_saturation needs realism among train.metrics")
     if "scs" in metrics:
         edge_detector(train)  # a bad HED file fails here
 

@@ -17,6 +17,7 @@ from raygan.search_space import Experiment, resolve
 TRIAL_CPUS = 0.01  # a trial that runs Ray Train only waits on its TorchTrainer; workers hold the CPUs
 DATA_CPUS = 1.0  # kept free for Ray Data when trials stream their unpaired sets
 STOPPED = "stopped"  # the result key saying why a trial stopped early (e.g. a loss became non-finite)
+STUDY_FILE = "optuna.db"  # the Optuna study of a search, in its results folder (SQLite; optuna-dashboard)
 
 
 def _trial(params: dict, *, base: dict, scaling, exp_dir: str, objectives=(), scope: str = "last") -> None:
@@ -123,19 +124,31 @@ def _sampler(search):
     return optuna.samplers.RandomSampler(seed=search.seed)
 
 
-def _searcher(exp: Experiment, max_concurrent: int | None = None):
+def _searcher(exp: Experiment, max_concurrent: int | None = None, study_dir: Path | None = None):
     """Optuna (TPE, NSGA-II or random; one objective or several); a space with
     grid dimensions goes to Tune's own variant generator instead (every grid
-    point x num_samples random draws)."""
+    point x num_samples random draws). With ``study_dir`` (the experiment's results
+    folder) the Optuna study, named after the experiment, lives in
+    ``study_dir/STUDY_FILE`` (SQLite: optuna-dashboard opens it); without, in memory."""
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
+
+    from raygan.orchestrate.study import StudySearch, StudyStorage, study_url
 
     s = exp.search
     if exp.is_grid or s.scheduler == "pbt":  # PBT: Tune refuses any other search algorithm beside it
         return BasicVariantGenerator(max_concurrent=max_concurrent or s.max_concurrent, random_state=s.seed)
+    storage = None
+    if study_dir is not None:
+        db = Path(study_dir) / STUDY_FILE
+        if db.exists():  # OptunaSearch would load the study it holds and add to it
+            raise UserError(exp.path, f"{db} already holds an Optuna study; a new search starts its own "
+                                      "(use --resume, another output.name, or remove it)")
+        db.parent.mkdir(parents=True, exist_ok=True)
+        storage = StudyStorage(study_url(study_dir))
     # Several objectives: OptunaSearch takes the lists and builds a multi-objective
     # study (TuneConfig then names no metric; results.py ranks by Pareto front).
-    return ConcurrencyLimiter(OptunaSearch(sampler=_sampler(s), metric=tune_metric(s), mode=s.mode),
+    return ConcurrencyLimiter(StudySearch(sampler=_sampler(s), metric=tune_metric(s), mode=s.mode,
+                                          study_name=exp.name, storage=storage),
                               max_concurrent=max_concurrent or s.max_concurrent)
 
 
@@ -163,7 +176,11 @@ def prepare_shared_assets(exp: Experiment) -> None:
     the trials' config gets the files the checks found (``loop.prepare``)."""
     from raygan.train.loop import prepare
 
-    exp.trial_config = prepare(exp.trial_config, exp.methods, exp.path, objectives=exp.search.objectives,
+    from raygan.evaluation.saturation import SATURATED_AT
+
+    # The plateau stopper reads saturated_at_step: the trials must report it, like an objective.
+    reads = [(SATURATED_AT, "min")] if exp.search.stopper == "realism_plateau" else []
+    exp.trial_config = prepare(exp.trial_config, exp.methods, exp.path, objectives=exp.search.objectives + reads,
                                progress=lambda line: print(f"raygan: {line}", flush=True))
 
 
@@ -209,8 +226,10 @@ def _check_results_dir(exp: Experiment, storage: Path, exp_dir: Path, resume: bo
                                   "or output.dir")
 
 
-def run_search(exp: Experiment, resume: bool = False):
-    """Run the search; returns (ResultGrid, experiment dir)."""
+def run_search(exp: Experiment, resume: bool = False, address: str | None = None):
+    """Run the search; returns (ResultGrid, experiment dir). ``address``: the Ray
+    instance to run on (``instance.connect``: None for RAY_ADDRESS, the `ray start`
+    one or a new local one; "local" for a new local one; or HOST:PORT)."""
     import ray
     from ray import tune
 
@@ -228,19 +247,23 @@ def run_search(exp: Experiment, resume: bool = False):
         storage.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(exp.path, f"output.dir {storage} is not writable ({e.strerror})") from None
-    if not resume:
-        from raygan.orchestrate.results import save_experiment
-
-        save_experiment(exp, exp_dir)  # whose search this folder holds (--resume, raygan report)
-
     set_ray_env()
     # Save the experiment's state (what --resume reads) every 2 s, not Tune's 10 s or
     # more: a driver killed just after a trial finished then finds it finished.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
-    if not ray.is_initialized():
-        # The dashboard (on 127.0.0.1 only) also serves the State API that Ray Train polls.
-        ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=True,
-                 dashboard_host="127.0.0.1", configure_logging=False)
+    from raygan.orchestrate.instance import connect
+
+    # Before anything is written (a bad --address leaves no results folder). The
+    # dashboard (on 127.0.0.1 only) also serves the State API that Ray Train polls.
+    print(connect(address, dashboard=True), flush=True)
+    if not resume:
+        from raygan.orchestrate.results import save_experiment
+
+        save_experiment(exp, exp_dir)  # whose search this folder holds (--resume, raygan report)
+    else:
+        from raygan.orchestrate.study import resume_study_in
+
+        resume_study_in(exp, exp_dir)  # the restored searcher continues this folder's study (STUDY_FILE)
     cpus, gpus = (ray.cluster_resources().get(k, 0) for k in ("CPU", "GPU"))
     if exp.scaling.use_gpu == "auto":
         exp.scaling = exp.scaling.on_cluster(gpus)
@@ -258,7 +281,7 @@ def run_search(exp: Experiment, resume: bool = False):
         tuner = tune.Tuner(
             trainable,
             param_space={k: to_tune(d) for k, d in exp.space.items()},
-            tune_config=tune.TuneConfig(search_alg=_searcher(exp, fit_concurrency(exp, cpus, gpus)),
+            tune_config=tune.TuneConfig(search_alg=_searcher(exp, fit_concurrency(exp, cpus, gpus), study_dir=exp_dir),
                                         scheduler=_scheduler(exp),
                                         num_samples=exp.search.num_samples, reuse_actors=True),
             run_config=tune.RunConfig(

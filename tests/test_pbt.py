@@ -1,0 +1,54 @@
+"""`search.scheduler: pbt`: Ray Tune's Population Based Training over lr and the loss weights, each
+exploit a restart from a better trial's checkpoint with perturbed knobs."""
+import csv
+import json
+import textwrap
+
+import pytest
+
+PBT = """
+name: micro_pbt
+method:
+  name: dcl
+  lambda1: {loguniform: [0.5, 5.0]}
+train:
+  steps: 8
+  batch_size: 2
+  eval_every: 2
+  eval_samples: 20
+  lr: {loguniform: [1.0e-3, 8.0e-3]}
+search:
+  num_samples: 4
+  max_concurrent: 4
+  searcher: random
+  scheduler: pbt
+  perturbation_interval: 1
+scaling:
+  cpus_per_worker: 0.45
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_pbt_exploits_checkpoints_and_explores_knobs(tmp_path, monkeypatch, capsys):
+    from raygan.cli import main
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    space = tmp_path / "pbt.yaml"
+    space.write_text(textwrap.dedent(PBT))
+    assert main(["tune", str(space), "--output", str(tmp_path / "out")]) == 0
+    exp_dir = tmp_path / "out" / "micro_pbt"
+    rows = list(csv.DictReader(open(exp_dir / "results.csv")))
+    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
+
+    exploits = [json.loads(line) for line in (exp_dir / "pbt_global.txt").read_text().splitlines()]
+    assert exploits  # [target tag, donor tag, target iteration, donor iteration, old config, new config]
+    changed = 0
+    for folder in exp_dir.glob("_trial_*"):
+        history = [json.loads(line) for line in (folder / "result.json").read_text().splitlines()]
+        steps = [h["step"] for h in history]
+        assert steps == sorted(steps) and steps[-1] == 8  # an exploit continues from the donor's step
+        lrs = {round(h["config"]["train.lr"], 12) for h in history}
+        changed += len(lrs) > 1
+        assert all(1e-3 * 0.8 ** 3 <= lr <= 8e-3 * 1.2 ** 3 for lr in lrs)
+    assert changed >= 1  # at least one trial trained on with explored knobs
