@@ -5,6 +5,9 @@ import argparse
 import sys
 from pathlib import Path
 
+ADDRESS_HELP = ("the Ray instance to run on: by default RAY_ADDRESS, else the one `ray start` runs on this "
+                "machine, else a new local one; 'local': always a new local one; or HOST:PORT (ray://HOST:PORT)")
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="raygan", description="Data-efficient GANs, searched and scaled on Ray.")
@@ -14,11 +17,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("space", help="experiment YAML, e.g. search_spaces/dcl.yaml")
     t.add_argument("--resume", action="store_true", help="continue an interrupted search of the same name")
     t.add_argument("--output", help="results folder (overrides output.dir)")
+    t.add_argument("--address", help=ADDRESS_HELP)
 
     r = sub.add_parser("train", help="train one configuration (searched knobs take their defaults)")
     r.add_argument("config", help="experiment YAML")
     r.add_argument("--local", action="store_true", help="plain PyTorch loop without Ray (debugging)")
     r.add_argument("--output", help="results folder (overrides output.dir)")
+    r.add_argument("--address", help=ADDRESS_HELP + " (not with --local)")
 
     d = sub.add_parser("data", help="dataset tools")
     dsub = d.add_subparsers(dest="data_command", required=True)
@@ -103,7 +108,7 @@ def cmd_tune(args) -> int:
         how = f"{exp.search.num_samples} trials, {exp.search.searcher}"
     print(f"raygan: {exp.method} search '{exp.name}': {how} + {exp.search.scheduler}, "
           f"optimising {exp.search.describe()} over {', '.join(exp.space)}", flush=True)
-    results, exp_dir = run_search(exp, resume=args.resume)
+    results, exp_dir = run_search(exp, resume=args.resume, address=args.address)
     write_summary(results, exp, exp_dir)
     print(f"\nraygan: done in {time.time() - t0:.0f} s; results in {exp_dir}")
     if (exp_dir / "best_config.yaml").exists():
@@ -114,6 +119,10 @@ def cmd_tune(args) -> int:
 
 
 def cmd_train(args) -> int:
+    if args.local and args.address:
+        from raygan.errors import UserError
+
+        raise UserError("--address", "--local trains without Ray: give one of --local and --address")
     exp = _load(args.config, args.output)
     if exp.space:
         print(f"raygan: searched knobs take their defaults: {', '.join(exp.space)}")
@@ -122,7 +131,10 @@ def cmd_train(args) -> int:
     from raygan.orchestrate.local import train_local, train_on_ray
 
     try:
-        (train_local if args.local else train_on_ray)(exp, out)
+        if args.local:
+            train_local(exp, out)
+        else:
+            train_on_ray(exp, out, address=args.address)
     except NonFiniteLoss as e:  # the run's outcome, not a crash: one line, and what was written stays
         print(f"raygan: stopped: {e} (last checkpoint and logs in {out})", file=sys.stderr)
         return 1

@@ -43,17 +43,17 @@ def train_local(exp: Experiment, out: Path) -> dict:
     return metrics
 
 
-def train_on_ray(exp: Experiment, out: Path):
+def train_on_ray(exp: Experiment, out: Path, address: str | None = None):
     import ray
 
+    from raygan.orchestrate.instance import connect
     from raygan.orchestrate.train import fit_trial
     from raygan.orchestrate.tune import prepare_shared_assets, set_ray_env
 
     prepare_shared_assets(exp)
     _fresh_dir(exp, out)
     set_ray_env()
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False)
+    print(connect(address, dashboard=False, configure_logging=True), flush=True)
     scaling = exp.scaling.on_cluster(ray.cluster_resources().get("GPU", 0))
     result = fit_trial(exp.trial_config, scaling, name="train", storage=str(out), log_dir=str(out))
     if result.error:
