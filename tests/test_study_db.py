@@ -49,7 +49,7 @@ scaling: {cpus_per_worker: 0.5}
 
 def _study(exp_dir: Path, name: str):
     """The study, read with Optuna alone (no raygan, no Ray)."""
-    from raygan.orchestrate.tune import STUDY_FILE
+    from raygan.orchestrate.study import STUDY_FILE
 
     url = f"sqlite:///{exp_dir / STUDY_FILE}"
     assert optuna.study.get_all_study_names(url) == [name]  # one study, named after the experiment
@@ -106,7 +106,8 @@ def _flat(config: dict, prefix: str = "") -> dict:
 
 
 def test_a_new_search_refuses_a_folder_that_holds_a_study(tmp_path):
-    from raygan.orchestrate.tune import STUDY_FILE, _searcher
+    from raygan.orchestrate.study import STUDY_FILE
+    from raygan.orchestrate.tune import _searcher
 
     space = tmp_path / "mo.yaml"
     space.write_text(textwrap.dedent(TWO_OBJECTIVES))
@@ -130,7 +131,8 @@ def _searcher_on(folder: Path, metric="m", mode="min"):
 
 def test_a_diverged_trial_fails_in_the_study_with_its_reason(tmp_path):
     """Optuna refuses NaN values: without care the trial would stay RUNNING in the study."""
-    from raygan.orchestrate.tune import STOPPED, STUDY_FILE
+    from raygan.orchestrate.results import STOPPED
+    from raygan.orchestrate.study import STUDY_FILE
 
     for metric, mode in (("m", "min"), (["m", "n"], ["min", "max"])):
         folder = tmp_path / str(len(mode))
@@ -149,7 +151,7 @@ def test_a_restored_searcher_continues_the_study_of_the_folder_it_is_resumed_in(
     """Tune pickles the searcher with the db's absolute path: a moved folder's study is the one
     continued, and nothing is written where the folder was; a missing db is a one-line error."""
     from raygan.orchestrate.study import StudySearch, StudyStorage, resume_study_in
-    from raygan.orchestrate.tune import STUDY_FILE
+    from raygan.orchestrate.study import STUDY_FILE
 
     monkeypatch.setattr(StudyStorage, "moved", {})
     s = _searcher_on(tmp_path / "a")
@@ -226,7 +228,7 @@ def test_resume_continues_the_same_study_from_a_moved_folder(tmp_path):
     """Killed (SIGKILL) while its second trial runs, then resumed from another folder (the
     results moved): the resumed search completes that trial in the same study, which is
     the moved folder's, and adds no other."""
-    from raygan.orchestrate.tune import STUDY_FILE
+    from raygan.orchestrate.study import STUDY_FILE
 
     space = tmp_path / "resumed_study.yaml"
     space.write_text(textwrap.dedent(RESUMED))

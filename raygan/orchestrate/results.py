@@ -19,6 +19,7 @@ from raygan.registry import family_of
 from raygan.search_space import Experiment, resolve
 
 EXPERIMENT_COPY = "experiment.yaml"  # the experiment file as run, beside its results
+STOPPED = "stopped"  # the result key saying why a trial stopped early (e.g. a loss became non-finite)
 
 
 def _fmt(v) -> str:
@@ -42,14 +43,14 @@ def ranked_rows(results, exp: Experiment) -> list[dict]:
         last = r.metrics or {}
         m = last
         if exp.search.scope == "best":  # (a run from before scope was a knob has no best/ keys)
-            m = best_of(last) or ({} if last.get("stopped") else last)
+            m = best_of(last) or ({} if last.get(STOPPED) else last)
         params = {k: v for k, v in (r.config or {}).items() if k in exp.space}
         row = {"trial": last.get("trial_id", "?"), **({"pareto_rank": ""} if multi else {}),
                **params, **{k: v for k, v in m.items() if _is_result_metric(k)}}
         row["status"] = ("error: " + str(r.error).strip().splitlines()[-1][:80] if r.error
-                         else f"stopped: {last['stopped']}" if last.get("stopped") else "ok")
+                         else f"stopped: {last[STOPPED]}" if last.get(STOPPED) else "ok")
         row["_params"], row["_path"] = params, r.path
-        diverged_after_best = last.get("stopped") and m is not last and all(finite(m.get(k)) for k, _ in objectives)
+        diverged_after_best = last.get(STOPPED) and m is not last and all(finite(m.get(k)) for k, _ in objectives)
         row["_ranked"] = not r.error and (row["status"] == "ok" or bool(diverged_after_best))
         rows.append(row)
     if multi:

@@ -1,4 +1,4 @@
-"""The Optuna study of a search, kept in SQLite in its results folder (tune.STUDY_FILE).
+"""The Optuna study of a search, kept in SQLite in its results folder (STUDY_FILE).
 
 ``optuna-dashboard sqlite:///<output.dir>/<name>/optuna.db`` opens it during the search
 or after, and ``raygan tune --resume`` continues the same study. Each Optuna trial
@@ -23,13 +23,12 @@ from ray.tune.search.optuna import OptunaSearch
 
 from raygan.errors import UserError
 
+STUDY_FILE = "optuna.db"  # the Optuna study of a search, in its results folder (SQLite; optuna-dashboard)
 TUNE_TRIAL_ATTR = "tune_trial_id"
 _LIVE = ("engine", "scoped_session", "_version_manager")  # what RDBStorage builds when it connects
 
 
 def study_url(exp_dir) -> str:
-    from raygan.orchestrate.tune import STUDY_FILE
-
     return f"sqlite:///{Path(exp_dir).expanduser().resolve() / STUDY_FILE}"
 
 
@@ -69,7 +68,7 @@ class StudySearch(OptunaSearch):
         return config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-        from raygan.orchestrate.tune import STOPPED
+        from raygan.orchestrate.results import STOPPED
 
         keys = self.metric if isinstance(self.metric, list) else [self.metric]
         values = [(result or {}).get(k) for k in keys]
@@ -87,8 +86,6 @@ def resume_study_in(exp, exp_dir: Path) -> None:
     """Before Tuner.restore: the restored searcher continues the study in ``exp_dir``,
     also when the folder was elsewhere when the search began; a one-line error when its
     saved state says the study was kept there and the file is gone."""
-    from raygan.orchestrate.tune import STUDY_FILE
-
     states = sorted(Path(exp_dir).glob("searcher-state-*.pkl"))  # Tune restores the newest
     if not states:
         return

@@ -16,17 +16,16 @@ from raygan.search_space import Experiment, resolve
 
 TRIAL_CPUS = 0.01  # a trial that runs Ray Train only waits on its TorchTrainer; workers hold the CPUs
 DATA_CPUS = 1.0  # kept free for Ray Data when trials stream their unpaired sets
-STOPPED = "stopped"  # the result key saying why a trial stopped early (e.g. a loss became non-finite)
-STUDY_FILE = "optuna.db"  # the Optuna study of a search, in its results folder (SQLite; optuna-dashboard)
 
 
 def _trial(params: dict, *, base: dict, scaling, exp_dir: str, objectives=(), scope: str = "last") -> None:
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from raygan.orchestrate.results import STOPPED
+    from raygan.orchestrate.train import fit_trial, train_in_trial
     from raygan.train.best import BestEvaluation
     from raygan.train.loop import NonFiniteLoss
-    from raygan.orchestrate.train import fit_trial, train_in_trial
 
     ctx = tune.get_context()
     # The trial's folder in the experiment's storage (get_trial_dir() may be a
@@ -132,7 +131,7 @@ def _searcher(exp: Experiment, max_concurrent: int | None = None, study_dir: Pat
     ``study_dir/STUDY_FILE`` (SQLite: optuna-dashboard opens it); without, in memory."""
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
-    from raygan.orchestrate.study import StudySearch, StudyStorage, study_url
+    from raygan.orchestrate.study import STUDY_FILE, StudySearch, StudyStorage, study_url
 
     s = exp.search
     if exp.is_grid or s.scheduler == "pbt":  # PBT: Tune refuses any other search algorithm beside it
