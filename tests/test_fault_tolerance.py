@@ -163,7 +163,7 @@ def test_a_diverged_trial_stops_with_its_reason_and_a_killed_one_resumes(ray_loc
     printed = capsys.readouterr().out
     exp_dir = tmp_path / "out" / "diverges"
     ok, stopped = list(csv.DictReader(open(exp_dir / "results.csv")))  # finished trials rank first
-    assert ok["status"] == "ok" and float(ok["train.r1"]) == 1.0 and int(ok["step"]) == 4
+    assert ok["status"] == "ok" and float(ok["train.r1"]) == 1.0 and int(ok["step"]) in (2, 4)  # its best evaluation (scope best)
     assert float(stopped["train.r1"]) == 1e38
     assert re.fullmatch(r"stopped: loss/\w+(, loss/\w+)* became non-finite at step 1", stopped["status"])
     assert stopped["status"] in printed and "Traceback" not in printed

@@ -28,7 +28,7 @@ def test_tpe_and_random_samplers_and_concurrency(tmp_path):
     assert isinstance(tpe.searcher._sampler, optuna.samplers.TPESampler)
     rnd = _searcher(exp_from(tmp_path, "{searcher: random, metric: realism, mode: max}"))
     assert isinstance(rnd.searcher._sampler, optuna.samplers.RandomSampler)
-    assert rnd.searcher.metric == "realism" and rnd.searcher.mode == "max"
+    assert rnd.searcher.metric == "best/realism" and rnd.searcher.mode == "max"
 
 
 def test_concurrency_fits_the_cluster(tmp_path, capsys):

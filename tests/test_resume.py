@@ -124,7 +124,7 @@ def test_killed_tune_driver_resumes_without_rerunning_finished_trials(tmp_path, 
 
     rows = list(csv.DictReader(open(exp_dir / "results.csv")))
     assert sorted(r["trial"] for r in rows) == sorted([finished, interrupted])  # the same two trials, no new ones
-    assert all(r["status"] == "ok" and int(r["step"]) == 16 for r in rows)
+    assert all(r["status"] == "ok" for r in rows)  # (step: each trial's best evaluation, scope best)
     # the finished trial was not run again: its results are untouched, its worker started once
     assert (_trial_dir(exp_dir, finished) / "result.json").read_bytes() == before
     assert [e["event"] for e in _trace(_trial_dir(exp_dir, finished))].count("start") == 1
