@@ -1,13 +1,17 @@
-"""Adaptation curves of few-shot settings on the embedded benchmark, one process per run.
+"""Training curves of any method (few-shot adaptation or label-to-image) on the embedded
+data, one process per run, runs one after another.
 
 Each run is the plain training loop (raygan.train.loop.run) of one method with knob
 overrides; every evaluation's metrics go to <out>/<run>.jsonl as they come, with
 the EMA generator kept at each evaluation (<out>/<run>_step<k>.pt, g_ema only)
 so that the curves can be rescored later with `raygan eval`, and the sample grid
-of the last evaluation (<out>/<run>.png; top: G_s, bottom: G_t, same z).
+of the last evaluation (<out>/<run>.png; few-shot: top G_s, bottom G_t, same z;
+label-to-image: label maps, real scenes, generated).
 
     python benchmarks/adaptation_curves.py --out /tmp/curves --steps 1000 --eval-every 250 \\
         tgan:seed=0 tgan:train.train_noise_strengths=true dcl:method.d_cl2=min
+    python benchmarks/adaptation_curves.py --out /tmp/label_curves --steps 3000 --eval-every 250 \\
+        --eval-samples 200 semipaired:data.ratio=0.05 oasis:data.ratio=0.05
 """
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ import torch
 from raygan.methods.fewshot.sections import EMA_DECAY, TrainConfig
 from raygan.data.synthetic import few_shot_target
 from raygan.methods.fewshot import tgan as finetune
-from raygan.methods.fewshot.adapter import is_noise_strength, update_ema
+from raygan.methods.fewshot.adapter import is_noise_strength
+from raygan.models.ema import update_ema
 from raygan.models.checkpoint import load_source
 from raygan.methods.base import FewShotData
 

@@ -109,3 +109,22 @@ def test_ray_env_defaults_poll_train_workers_often_but_the_users_value_wins(monk
     monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "3")
     set_ray_env()
     assert os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == "3"
+
+
+def test_comparison_rows_are_per_method_and_grid_value_over_seeds():
+    from raygan.orchestrate.results import comparison
+
+    def row(method, ratio, seed, miou, status="ok"):
+        return {"_params": {"method.name": method, "data.ratio": ratio, "train.seed": seed},
+                "miou_segnet": miou, "status": status, "_path": None}
+
+    rows = [row("oasis", 0.05, 0, 0.4), row("oasis", 0.05, 1, 0.6), row("oasis", 0.1, 0, 0.8),
+            row("semipaired", 0.05, 0, 0.5), row("semipaired", 0.05, 1, 0.7, status="error: x")]
+    per_trial, per_variant = comparison(rows)
+    assert [(r["method"], r["data.ratio"], r["seeds"]) for r in per_variant] == [
+        ("oasis", 0.05, 2), ("oasis", 0.1, 1), ("semipaired", 0.05, 1)]
+    assert per_variant[0]["miou_segnet"] == "0.5 ± 0.14" and per_variant[1]["miou_segnet"] == "0.8 ± 0"
+    assert "data.ratio" in per_trial[0] and len(per_trial) == 5
+    # a grid over methods and seeds only: one row per method, no extra column
+    _, per_method = comparison([row("oasis", 0.05, s, 0.5) for s in (0, 1)])
+    assert list(per_method[0]) == ["method", "seeds", "miou_segnet"]

@@ -58,6 +58,7 @@ class PackedData(SceneData):
 
             self.streams = {key: iterate_unpaired(dataset_shard(name), batch, data.shuffle_buffer, seed)
                             for key, name in (("image", UNPAIRED_IMAGES), ("label", UNPAIRED_LABELS))}
+            self.unpaired_images = self.unpaired_labels = None  # streamed, never held whole
         else:
             self.unpaired_images = load_part(root / "unpaired_images")["image"]
             self.unpaired_labels = load_part(root / "unpaired_labels")["label"]

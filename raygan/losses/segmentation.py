@@ -22,6 +22,9 @@ import torch.nn.functional as F
 
 # ----------------------------------------------------------------------------- class balancing
 
+CLASS_BALANCE = ("oasis", "unnormalised", "off")
+
+
 def class_balance_weights(onehot: torch.Tensor, oasis_normalise: bool = False) -> torch.Tensor:
     """Class-balancing weights [N] of docs/METHODS.md: w_c = (H·W) / Σ_{h,w} E_t[t_{h,w,c}].
 
@@ -45,6 +48,17 @@ def class_balance_weights(onehot: torch.Tensor, oasis_normalise: bool = False) -
     if oasis_normalise:
         weights = weights / present.sum().clamp_min(1)
     return weights
+
+
+def balance_weights(onehot: torch.Tensor, mode: str) -> torch.Tensor:
+    """The weights [N] of ``train.class_balance``: "oasis" (OASIS's normalisation by the classes
+    present), "unnormalised" (docs/METHODS.md's w_c as written), "off" (every class 1, OASIS's
+    --no_balancing_inloss)."""
+    if mode not in CLASS_BALANCE:
+        raise ValueError(f"class balance mode must be one of {CLASS_BALANCE}, got {mode!r}")
+    if mode == "off":
+        return torch.ones(onehot.shape[1], dtype=onehot.dtype, device=onehot.device)
+    return class_balance_weights(onehot, oasis_normalise=mode == "oasis")
 
 
 def _balanced_ce(logits: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
@@ -109,6 +123,32 @@ def unconditional_g_loss(d_fake: torch.Tensor) -> torch.Tensor:
 def unconditional_d_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
     """L_Du = mean softplus(−D_u(x_u)) + mean softplus(D_u(G(z, t_u)))."""
     return F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+
+
+# ----------------------------------------------------------------------------- LabelMix (OASIS)
+
+def labelmix_mask(onehot: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """OASIS's LabelMix mask M [B, 1, H, W]: every class present in the batch's label maps
+    is assigned, by one fair coin each (the same for the whole batch, as OASIS draws it),
+    to the real image (1) or the fake (0); each pixel takes its class's bit."""
+    classes = onehot.argmax(1, keepdim=True)
+    coin = torch.randint(0, 2, (onehot.shape[1],), generator=generator).to(onehot.device, onehot.dtype)
+    return coin[classes]
+
+
+def labelmix_loss(mask: torch.Tensor, logits_mixed: torch.Tensor, logits_real: torch.Tensor,
+                  logits_fake: torch.Tensor) -> torch.Tensor:
+    """L_LM, OASIS's LabelMix regularisation of D_c (docs/METHODS.md, "LabelMix"): D_c's output on the mixed image
+    LabelMix(x, x̂, M) = M ⊙ x + (1 − M) ⊙ x̂ must equal the same mix of its outputs on the real
+    and the fake image, ‖D(LabelMix(x, x̂, M)) − (M ⊙ D(x) + (1 − M) ⊙ D(x̂))‖², averaged over
+    batch, the N+1 channels and pixels (OASIS: torch.nn.MSELoss). Gradients reach all three
+    outputs, as in OASIS; the D update adds λ_LM L_LM."""
+    return F.mse_loss(logits_mixed, mask * logits_real + (1 - mask) * logits_fake)
+
+
+def labelmix_images(mask: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """LabelMix(x, x̂, M) = M ⊙ x + (1 − M) ⊙ x̂ (the image D_c is shown for L_LM)."""
+    return mask * real + (1 - mask) * fake
 
 
 # ----------------------------------------------------------------------------- TCR baseline

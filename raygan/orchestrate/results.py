@@ -91,17 +91,30 @@ def _print_table(rows: list[dict], cols: list[str], numbered: bool = True) -> No
         print("  ".join(lead(i) + [_fmt(r.get(c, "")).ljust(widths[c]) for c in cols]))
 
 
+def _varying_knobs(rows: list[dict]) -> list[str]:
+    """The knobs besides the method and the seed whose values differ between the trials."""
+    return sorted(k for k in dict.fromkeys(k for r in rows for k in r["_params"])
+                  if k not in ("method.name", "train.seed") and len({repr(r["_params"].get(k)) for r in rows}) > 1)
+
+
 def comparison(rows: list[dict]) -> tuple[list[dict], list[dict]]:
-    """Per trial (method, seed, metrics) and per method (mean ± std over seeds)."""
-    per_trial = [{"method": r["_params"].get("method.name"), "seed": r["_params"].get("train.seed", 0),
+    """Per trial (method, seed, metrics) and per variant (mean ± std over seeds). A variant is a
+    method with the values of every other knob that differs between the trials (a grid over
+    ``data.ratio`` besides the methods gives one row per method and ratio)."""
+    varying = _varying_knobs(rows)
+    per_trial = [{"method": r["_params"].get("method.name"), **{k: r["_params"].get(k) for k in varying},
+                  "seed": r["_params"].get("train.seed", 0),
                   **{k: v for k, v in r.items() if _is_result_metric(k) and k not in ("step", "sec_per_step")},
                   "status": r["status"], "_path": r["_path"]} for r in rows]
-    per_trial.sort(key=lambda r: (str(r["method"]), r["seed"]))
-    metrics = list(dict.fromkeys(k for r in per_trial for k in r if k not in ("method", "seed", "status", "_path")))
+    variant = lambda r: (str(r["method"]), *(repr(r[k]) for k in varying))
+    per_trial.sort(key=lambda r: (variant(r), r["seed"]))
+    metrics = list(dict.fromkeys(k for r in per_trial for k in r
+                                 if k not in ("method", "seed", "status", "_path", *varying)))
     per_method = []
-    for method in dict.fromkeys(r["method"] for r in per_trial):
-        ok = [r for r in per_trial if r["method"] == method and r["status"] == "ok"]
-        row = {"method": method, "seeds": len(ok)}
+    for key in dict.fromkeys(variant(r) for r in per_trial):
+        members = [r for r in per_trial if variant(r) == key]
+        ok = [r for r in members if r["status"] == "ok"]
+        row = {"method": members[0]["method"], **{k: members[0][k] for k in varying}, "seeds": len(ok)}
         for m in metrics:
             vals = [r[m] for r in ok if finite(r.get(m))]
             if vals:
@@ -119,10 +132,12 @@ def write_comparison(rows: list[dict], exp_dir: Path) -> list[dict]:
     _write_csv(exp_dir / "comparison.csv", per_trial, cols)
     print("\ncomparison (mean ± std over seeds; per-trial values in comparison.csv):")
     _print_table(per_method, list(dict.fromkeys(k for r in per_method for k in r)), numbered=False)
-    first_seed = {}  # each method's first successful seed, for the picture
+    first_seed = {}  # each variant's first successful seed, for the picture
+    varying = _varying_knobs(rows)
     for r in per_trial:
-        if r["status"] == "ok" and r["_path"] and r["method"] not in first_seed:
-            first_seed[r["method"]] = (f"{r['method']} s{r['seed']}", Path(r["_path"]) / "samples.png")
+        label = " ".join([str(r["method"]), *(f"{k.split('.')[-1]}={r[k]}" for k in varying)])
+        if r["status"] == "ok" and r["_path"] and label not in first_seed:
+            first_seed[label] = (f"{label} s{r['seed']}", Path(r["_path"]) / "samples.png")
     shared = family_of(per_trial[0]["method"]).grid_shared_rows if per_trial else ()
     if comparison_grid(list(first_seed.values()), exp_dir / "comparison.png", shared):
         print(f"raygan: samples side by side (shared rows: {', '.join(shared)}): {exp_dir / 'comparison.png'}")

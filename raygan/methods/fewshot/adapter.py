@@ -27,6 +27,7 @@ from raygan.config import knob
 from raygan.errors import UserError
 from raygan.losses.adversarial import d_nonsaturating, g_nonsaturating, path_length_penalty, r1_penalty
 from raygan.methods.base import FewShotData, Method, load_optimizer
+from raygan.models.ema import update_ema
 from raygan.models.patch_disc import PatchHead
 from raygan.train.sync import no_sync
 
@@ -42,15 +43,6 @@ class CDCSetup:
     patch_block: int = knob(-2, help="index of the D block whose features the patch head judges")
     consistency_batch: int = knob(4, lo=2, help="codes z ~ N(0, I) of the consistency terms' own batch "
                                                 "(CDC's feat_const_batch)")
-
-
-@torch.no_grad()
-def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    """ema <- decay * ema + (1 - decay) * model, parameter by parameter (buffers copied)."""
-    for pe, p in zip(ema.parameters(), model.parameters()):
-        pe.lerp_(p, 1.0 - decay)
-    for be, b in zip(ema.buffers(), model.buffers()):
-        be.copy_(b)
 
 
 def is_noise_strength(name: str) -> bool:

@@ -8,19 +8,26 @@ Networks (built when a method needs them): G a SPADE-family generator
 (wavelet by default), D_c the OASIS U-Net with N+1 outputs, D_u an
 unconditional discriminator (wavelet by default), S a separate segmenter.
 One ``step`` updates the discriminators on ``d_terms`` and then G on
-``g_terms``; each method file states its terms.
+``g_terms``; each method file states its terms. An EMA of G (``g_ema``, OASIS's) is what
+is evaluated and saved; its BatchNorm statistics are recomputed before it generates.
 """
 from __future__ import annotations
 
 import abc
+import copy
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from raygan.methods.base import Method, load_optimizer
+from raygan.losses.segmentation import balance_weights
 from raygan.methods.labelgen.sections import TrainConfig
+from raygan.models.ema import refresh_batchnorm, update_ema
 from raygan.train.sync import no_sync
+
+
+BN_REFRESH_BATCHES = 50  # OASIS's forward passes of the EMA generator before it evaluates
 
 
 def one_hot(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -69,6 +76,9 @@ class LabelToImage(Method):
         size, m = data.size, self.model
         self.g = SPADEGenerator(self.n, size, base=m.g_base, z_dim=m.z_dim,
                                 wavelet=m.generator == "wavelet").to(device)
+        # With ema_decay 0 the EMA is G itself (no copy, nothing to update or refresh).
+        self.g_ema = (copy.deepcopy(self.g).requires_grad_(False) if self.train.ema_decay > 0 else self.g)
+        self.ema_refreshed_at = None  # the step whose BatchNorm statistics g_ema holds
         self.d_c = UNetDiscriminator(self.n, size, base=m.d_base).to(device) if self.paired else None
         self.d_u = (UncondDiscriminator(size, base=m.d_base, wavelet=m.uncond_d == "wavelet").to(device)
                     if self.unpaired_images else None)
@@ -95,6 +105,10 @@ class LabelToImage(Method):
         if self.unpaired_labels:
             out["t_u"] = one_hot(data.unpaired_label_batch(b, self.torch_rng), self.n).to(dev)
         return out
+
+    def class_weights(self, onehot: torch.Tensor) -> torch.Tensor:
+        """D_c's class-balancing weights [N] for a batch of label maps (``train.class_balance``)."""
+        return balance_weights(onehot, self.train.class_balance)
 
     def z(self, batch: int) -> torch.Tensor | None:
         if not self.model.z_dim:
@@ -140,6 +154,8 @@ class LabelToImage(Method):
         g_loss.backward()
         self.grad_sync(list(self.g.parameters()))
         self.g_optim.step()
+        if self.g_ema is not self.g:
+            update_ema(self.g_ema, self.g, self.train.ema_decay)
         self.after_g_step()
         self.step_count += 1
         return {**d_logs, **g_logs, "loss/g_total": g_loss.item()}
@@ -148,20 +164,37 @@ class LabelToImage(Method):
         """Hook for updates that follow G's (ablation B's D_c update)."""
 
     def generate(self, labels_onehot: torch.Tensor) -> torch.Tensor:
-        """Images for label maps, in eval mode (BatchNorm running statistics). z comes from
-        the global RNG, which evaluators seed, not from the training RNG: every evaluation
+        """g_ema's images for label maps, in eval mode (BatchNorm running statistics). z comes
+        from the global RNG, which evaluators seed, not from the training RNG: every evaluation
         sees the same z, and evaluating does not change what training draws next."""
-        was = self.g.training
-        self.g.eval()
+        g = self.g_ema
+        if g is not self.g and self.ema_refreshed_at != self.step_count:
+            refresh_batchnorm(g, self.refresh_label_maps(), seed=self.step_count)
+            self.ema_refreshed_at = self.step_count
+        was = g.training
+        g.eval()
         z = torch.randn(len(labels_onehot), self.model.z_dim).to(self.device) if self.model.z_dim else None
         with torch.no_grad():
-            out = self.g(labels_onehot.to(self.device), z).cpu()
-        self.g.train(was)
+            out = g(labels_onehot.to(self.device), z).cpu()
+        g.train(was)
         return out
+
+    def refresh_label_maps(self) -> list[torch.Tensor]:
+        """The label maps g_ema's BatchNorm statistics are recomputed from: batches of the
+        training maps the method sees (the paired ones, else the unpaired maps held in memory;
+        a streamed unpaired set is not read for this), drawn by a fixed generator."""
+        data = self.data
+        maps = data.paired_labels if self.paired else data.unpaired_labels
+        if maps is None or not len(maps):
+            return []
+        rng = torch.Generator().manual_seed(0)
+        b = self.train.batch_size
+        return [one_hot(maps[torch.randint(len(maps), (b,), generator=rng)], self.n).to(self.device)
+                for _ in range(BN_REFRESH_BATCHES)]
 
     # -- checkpoints -----------------------------------------------------------------------------
     def nets(self) -> dict:
-        return {"g": self.g, "d_c": self.d_c, "d_u": self.d_u, "s": self.s}
+        return {"g": self.g, "g_ema": self.g_ema, "d_c": self.d_c, "d_u": self.d_u, "s": self.s}
 
     def state_dict(self) -> dict:
         state = {k: net.state_dict() for k, net in self.nets().items() if net is not None}
@@ -172,7 +205,8 @@ class LabelToImage(Method):
     def load_state_dict(self, state: dict) -> None:
         for k, net in self.nets().items():
             if net is not None:
-                net.load_state_dict(state[k])
+                # Checkpoints written before the EMA generator have no g_ema: it starts as G.
+                net.load_state_dict(state["g" if k == "g_ema" and k not in state else k])
         load_optimizer(self.g_optim, state["g_optim"])
         load_optimizer(self.d_optim, state["d_optim"])
         self.step_count = state["step"]

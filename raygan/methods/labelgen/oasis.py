@@ -1,22 +1,26 @@
 """OASIS (Schönfeld et al., 2021) trained on the paired part P only — the
-supervised baseline of the semi-paired paper: the class-balanced N+1 loss of the
-U-Net D_c (L_Dc) and its generator side, with the VGG loss as in OASIS-style
-setups. Feature matching is off (OASIS found it unnecessary); LabelMix and
-the EMA generator of OASIS are not part of this baseline."""
+supervised baseline of the semi-paired paper (and, at r = 1, its upper bound), as
+the public OASIS code trains it: the class-balanced N+1 loss of the U-Net D_c
+(L_Dc) with LabelMix regularisation (λ_LM), its generator side with the VGG loss,
+the EMA generator and OASIS's class-balance normalisation (both in the harness,
+``train.ema_decay`` / ``train.class_balance``) and D's learning rate 4e-4
+(``train.lr_d``). Feature matching is off (OASIS found it unnecessary)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from raygan.config import knob
-from raygan.losses.segmentation import oasis_d_loss, oasis_g_loss
+from raygan.losses.segmentation import (labelmix_images, labelmix_loss, labelmix_mask, oasis_d_loss,
+                                        oasis_g_loss)
 from raygan.methods.labelgen import harness
 from raygan.methods.labelgen.harness import LabelToImage
-
 
 
 @dataclass
 class Config:
     lambda_vgg: float = knob(10.0, lo=0.0, help="VGG loss (OASIS-style setups: 10)")
+    lambda_labelmix: float = knob(10.0, lo=0.0, help="LabelMix regularisation of D_c (OASIS: 10, Cityscapes 5; "
+                                                     "0: off)")
 
 
 class Method(LabelToImage):
@@ -27,12 +31,20 @@ class Method(LabelToImage):
         self.vgg = harness.vgg_loss(self.train, self.device) if cfg.lambda_vgg > 0 else None
 
     def d_terms(self, batch, fakes):
-        loss = oasis_d_loss(self.d_c(batch["x_p"]), self.d_c(fakes["t_p"]), batch["t_p"])
-        return loss, {"loss/d_c": loss.item()}
+        x, t, fake = batch["x_p"], batch["t_p"], fakes["t_p"]
+        real_logits, fake_logits = self.d_c(x), self.d_c(fake)
+        loss = oasis_d_loss(real_logits, fake_logits, t, self.class_weights(t))
+        logs = {"loss/d_c": loss.item()}
+        if self.cfg.lambda_labelmix > 0:
+            mask = labelmix_mask(t, self.torch_rng)
+            l_lm = labelmix_loss(mask, self.d_c(labelmix_images(mask, x, fake)), real_logits, fake_logits)
+            loss, logs["loss/labelmix"] = loss + self.cfg.lambda_labelmix * l_lm, l_lm.item()
+        return loss, logs
 
     def g_terms(self, batch):
-        fake = self.g(batch["t_p"], self.z(len(batch["t_p"])))
-        loss = oasis_g_loss(self.d_c(fake), batch["t_p"])
+        t = batch["t_p"]
+        fake = self.g(t, self.z(len(t)))
+        loss = oasis_g_loss(self.d_c(fake), t, self.class_weights(t))
         logs = {"loss/g_c": loss.item()}
         if self.vgg is not None:
             l_vgg = self.vgg(fake, batch["x_p"])

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from raygan.config import knob
 from raygan.errors import UserError
+from raygan.losses.segmentation import CLASS_BALANCE
 
 
 
@@ -46,9 +47,14 @@ class TrainConfig:
     steps: int = knob(2000, lo=1, hi=10_000_000)
     batch_size: int = knob(8, lo=1, hi=4096, help="paired and unpaired batch size (paper: 8)")
     lr_g: float = knob(1e-4, lo=0.0, lo_open=True, hi=1.0, help="paper: 1e-4")
-    lr_d: float = knob(1e-4, lo=0.0, lo_open=True, hi=1.0, help="paper: 1e-4")
+    lr_d: float = knob(4e-4, lo=0.0, lo_open=True, hi=1.0, help="OASIS: 4e-4 (the semi-paired paper: 1e-4)")
     beta1: float = knob(0.0, lo=0.0, hi=0.999, help="Adam β as OASIS: (0, 0.999)")
     beta2: float = knob(0.999, lo=0.0, hi=0.9999)
+    ema_decay: float = knob(0.999, lo=0.0, hi=0.99999,
+                            help="EMA of G, evaluated and saved as g_ema (OASIS: 0.9999, Cityscapes 0.999); 0: none")
+    class_balance: str = knob("oasis", choices=list(CLASS_BALANCE),
+                              help="class weights of D_c's losses: OASIS's (normalised by the classes present), "
+                                   "unnormalised (docs/METHODS.md's w_c), off")
     eval_every: int = knob(500, lo=1)
     eval_samples: int = knob(500, lo=20, hi=100_000, help="held-out label maps for mIoU / FD")
     vgg_weights: str = knob("", help="vgg19-dcbb9e9d.pth for the VGG loss ('' = the torch hub cache)")

@@ -9,7 +9,9 @@ Each step takes a paired batch (x_p, t_p) and an unpaired batch (x_u, t_u).
   G(z, t_u) back into t_u (L_cyc; the fake channel is ignored), and D_u judges
   G(z, t_u) against x_u (L_G,u; D_u learns softplus(−D_u(x_u)) + softplus(D_u(G))).
 G minimises L_G,p + λ_cyc L_cyc + λ_u L_G,u. Paired images are drawn with the
-rare-class sampler in the first half of training.
+rare-class sampler in the first half of training. As for OASIS here, the class
+weights are OASIS's (``train.class_balance``) and G's EMA is what is evaluated
+(the harness).
 
 Ablations of the paper's Table 2 (``ablation``): A a separate segmenter S for
 the reverse mapping (trained on P) instead of D_c; B D_c unfrozen during L_cyc
@@ -64,7 +66,8 @@ class Method(LabelToImage):
         return self.sampler.indices(step, batch)
 
     def d_terms(self, batch, fakes):
-        l_dc = oasis_d_loss(self.d_c(batch["x_p"]), self.d_c(fakes["t_p"]), batch["t_p"])
+        l_dc = oasis_d_loss(self.d_c(batch["x_p"]), self.d_c(fakes["t_p"]), batch["t_p"],
+                            self.class_weights(batch["t_p"]))
         l_du = unconditional_d_loss(self.d_u(batch["x_u"]), self.d_u(fakes["t_u"]))
         loss, logs = l_dc + l_du, {"loss/d_c": l_dc.item(), "loss/d_u": l_du.item()}
         if self.s is not None:  # ablation A: S learns to segment the real pairs
@@ -77,7 +80,7 @@ class Method(LabelToImage):
         logits, feats_fake = self.d_c(fake_p, return_feats=True)
         with torch.no_grad():
             _, feats_real = self.d_c(batch["x_p"], return_feats=True)
-        l_adv = oasis_g_loss(logits, batch["t_p"])
+        l_adv = oasis_g_loss(logits, batch["t_p"], self.class_weights(batch["t_p"]))
         l_fm = feature_matching(feats_real, feats_fake)
         loss = l_adv + self.lambda_fm * l_fm
         logs = {"loss/g_c": l_adv.item(), "loss/fm": l_fm.item()}
