@@ -6,7 +6,7 @@ import torch
 from raygan.families import labelgen
 from raygan.losses.segmentation import (balance_weights, labelmix_images, labelmix_loss, labelmix_mask,
                                         oasis_d_loss)
-from raygan.models.ema import refresh_batchnorm
+from raygan.models.ema import refresh_batchnorm, warmup_decay
 from raygan.search_space import typed
 
 SMALL = {"data": {"n_train": 120, "ratio": 0.1}, "model": {"g_base": 8, "d_base": 8, "z_dim": 8},
@@ -109,7 +109,7 @@ def test_oasis_on_all_pairs_is_the_upper_bound_run():
 
 @pytest.mark.parametrize("name", ["oasis", "semipaired", "usis", "tcr"])
 def test_ema_is_a_lerp_of_g_and_is_what_generates(name):
-    m = make(name, train={"ema_decay": 0.9})
+    m = make(name, train={"ema_decay": 0.9, "ema_warmup": False})
     assert m.g_ema is not m.g
     before = [p.clone() for p in m.g_ema.parameters()]
     m.step()
@@ -125,6 +125,15 @@ def test_ema_is_a_lerp_of_g_and_is_what_generates(name):
         assert torch.allclose(out, m.g_ema(labels, z), atol=1e-6)
         m.g.eval()
         assert not torch.allclose(out, m.g(labels, z), atol=1e-3)  # G's own weights differ
+
+
+def test_ema_warmup_follows_g_closely_early_and_reaches_the_decay():
+    assert [warmup_decay(0.999, k) for k in (0, 90, 8990, 20000)] == pytest.approx([0.1, 0.91, 0.999, 0.999])
+    m = make("oasis", train={"ema_decay": 0.999})  # warm-up on by default: step 0 uses decay 0.1
+    before = [p.clone() for p in m.g_ema.parameters()]
+    m.step()
+    for e0, e, g in zip(before, m.g_ema.parameters(), m.g.parameters()):
+        assert torch.allclose(e, 0.1 * e0 + 0.9 * g, atol=1e-6)
 
 
 def test_ema_is_saved_restored_and_decay_zero_means_g_itself():

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from raygan.methods.base import Method, load_optimizer
 from raygan.losses.segmentation import balance_weights
 from raygan.methods.labelgen.sections import TrainConfig
-from raygan.models.ema import refresh_batchnorm, update_ema
+from raygan.models.ema import refresh_batchnorm, update_ema, warmup_decay
 from raygan.train.sync import no_sync
 
 
@@ -155,7 +155,8 @@ class LabelToImage(Method):
         self.grad_sync(list(self.g.parameters()))
         self.g_optim.step()
         if self.g_ema is not self.g:
-            update_ema(self.g_ema, self.g, self.train.ema_decay)
+            decay = self.train.ema_decay
+            update_ema(self.g_ema, self.g, warmup_decay(decay, self.step_count) if self.train.ema_warmup else decay)
         self.after_g_step()
         self.step_count += 1
         return {**d_logs, **g_logs, "loss/g_total": g_loss.item()}

@@ -52,6 +52,8 @@ class TrainConfig:
     beta2: float = knob(0.999, lo=0.0, hi=0.9999)
     ema_decay: float = knob(0.999, lo=0.0, hi=0.99999,
                             help="EMA of G, evaluated and saved as g_ema (OASIS: 0.9999, Cityscapes 0.999); 0: none")
+    ema_warmup: bool = knob(True, help="decay min(ema_decay, (1+k)/(10+k)) at step k (TensorFlow's EMA warm-up), so "
+                                       "that a short run's EMA is not its random start; false: OASIS's constant decay")
     class_balance: str = knob("oasis", choices=list(CLASS_BALANCE),
                               help="class weights of D_c's losses: OASIS's (normalised by the classes present), "
                                    "unnormalised (docs/METHODS.md's w_c), off")
