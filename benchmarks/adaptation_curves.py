@@ -36,7 +36,9 @@ def parse(spec: str) -> tuple[str, dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", help="method:section.knob=value,... (section defaults to train)")
+    ap.add_argument("runs", nargs="*", help="method:section.knob=value,... (section defaults to train)")
+    ap.add_argument("--plot", nargs="+", metavar="METRIC",
+                    help="afterwards, draw these metrics of every run in --out (<out>/*.jsonl) to <out>/curves.png")
     ap.add_argument("--out", required=True)
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--eval-every", type=int, default=250)
@@ -78,6 +80,21 @@ def main() -> None:
         run(cfg, Hooks(report=report, log_dir=str(out / name)))
         (out / name / "samples.png").replace(out / f"{name}.png")
         log.close()
+    if args.plot:
+        plot(out, args.plot)
+
+
+def plot(out: Path, metrics: list[str]) -> None:
+    """Every run's curves in <out>, one panel per metric, one line per run (the report's plot)."""
+    from raygan.report.plots import curves
+
+    histories = []
+    for log in sorted(out.glob("*.jsonl")):
+        reports = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        if reports:  # labelled by file name: rename a run's .jsonl to relabel it
+            histories.append({"trial": log.stem, "method": log.stem, "reports": reports})
+    (out / "curves.png").write_bytes(curves(histories, metrics, by_method=True))
+    print(f"curves of {len(histories)} run(s): {out / 'curves.png'}")
 
 
 if __name__ == "__main__":

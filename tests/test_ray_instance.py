@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from ray_processes import kill_leftovers
 
 pytest.importorskip("ray")
 
@@ -49,20 +50,6 @@ def _env(ray_tmp: Path, own_home: bool = False) -> dict:
     return env
 
 
-def _kill_leftovers(ray_tmp: Path) -> None:
-    """SIGKILL what is left of the Ray processes of this temp folder only."""
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
-        except OSError:
-            continue
-        if str(ray_tmp) in cmdline:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except OSError:
-                pass
-
-
 def _lines(script: str, env: dict, timeout: float = 120) -> list[str]:
     """stdout lines of a Python script that prints connect()'s lines, in a fresh process."""
     p = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=REPO, env=env, capture_output=True,
@@ -77,7 +64,7 @@ def ray_tmp():
     try:
         yield d
     finally:
-        _kill_leftovers(d)
+        kill_leftovers(d)
         shutil.rmtree(d, ignore_errors=True)
 
 

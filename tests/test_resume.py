@@ -12,6 +12,7 @@ import textwrap
 import time
 
 import pytest
+from ray_processes import kill_leftovers
 
 from raygan.cli import main
 
@@ -61,20 +62,6 @@ def _trace(trial_dir):
     return [json.loads(line) for line in open(trial_dir / "worker_trace" / "rank0.jsonl")]
 
 
-def _kill_leftovers(ray_tmp: str) -> None:
-    """SIGKILL whatever the killed run's Ray left behind: only processes of its own temp dir."""
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
-        except OSError:
-            continue
-        if ray_tmp in cmdline:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except OSError:
-                pass
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_killed_tune_driver_resumes_without_rerunning_finished_trials(tmp_path, capsys):
@@ -111,7 +98,7 @@ def test_killed_tune_driver_resumes_without_rerunning_finished_trials(tmp_path, 
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
         time.sleep(1)
-        _kill_leftovers(ray_tmp)
+        kill_leftovers(ray_tmp)
         (finished,), (interrupted,) = done, running
         before = (_trial_dir(exp_dir, finished) / "result.json").read_bytes()
         assert not (exp_dir / "results.csv").exists()
@@ -119,7 +106,7 @@ def test_killed_tune_driver_resumes_without_rerunning_finished_trials(tmp_path, 
         resumed = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=400)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
     finally:
-        _kill_leftovers(ray_tmp)
+        kill_leftovers(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
     rows = list(csv.DictReader(open(exp_dir / "results.csv")))

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from ray_processes import kill_leftovers
 
 from raygan.cli import main
 from raygan.errors import UserError
@@ -208,20 +209,6 @@ def _statuses(exp_dir: Path) -> dict:
     return {t["trial_id"]: t["status"] for t in (json.loads(entry[0]) for entry in data)}
 
 
-def _kill_leftovers(ray_tmp: str) -> None:
-    """SIGKILL whatever the killed run's Ray left behind: only processes of its own temp dir."""
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
-        except OSError:
-            continue
-        if ray_tmp in cmdline:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except OSError:
-                pass
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_resume_continues_the_same_study_from_a_moved_folder(tmp_path):
@@ -253,7 +240,7 @@ def test_resume_continues_the_same_study_from_a_moved_folder(tmp_path):
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
         time.sleep(1)
-        _kill_leftovers(ray_tmp)
+        kill_leftovers(ray_tmp)
         before = _study(exp_dir, "resumed_study")
         states = [t.state for t in before.trials]
         assert sorted(s.name for s in states) == ["COMPLETE", "RUNNING"]
@@ -265,7 +252,7 @@ def test_resume_continues_the_same_study_from_a_moved_folder(tmp_path):
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         assert "raygan: Ray: a new local instance" in resumed.stdout
     finally:
-        _kill_leftovers(ray_tmp)
+        kill_leftovers(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
     assert not first.exists()  # nothing written where the folder was
