@@ -34,9 +34,15 @@ ADE_IDS = [0, 1, 3, 13, 150]                # 0 other (don't care)
 COCO_IDS = [0, 1, 95, 181, 255]             # 255 unlabeled
 
 
-def make_cityscapes(root, split="train"):
+CITIES = ("aachen", "bochum", "bremen")
+
+
+def make_cityscapes(root, split="train", n=2):
+    """n pairs named as Cityscapes ships them: <city>_<seq>_<frame>, with the other gtFine files beside."""
     labels = {}
-    for k, (city, name) in enumerate([("aachen", "aachen_000000_000019"), ("bochum", "bochum_000000_000313")]):
+    for k in range(n):
+        city = CITIES[k % len(CITIES)]
+        name = f"{city}_{k // len(CITIES):06d}_{19 + 294 * k:06d}"
         _image(root / "leftImg8bit" / split / city / f"{name}_leftImg8bit.png", k)
         gt = root / "gtFine" / split / city
         labels[name] = _label(gt / f"{name}_gtFine_labelIds.png", CITY_IDS, k)
@@ -46,10 +52,11 @@ def make_cityscapes(root, split="train"):
     return labels
 
 
-def make_ade20k(parent, split="training"):
+def make_ade20k(parent, split="training", n=2):
+    """n pairs as ADEChallengeData2016 ships them: ADE_<train|val>_<8 digits>.jpg / .png."""
     base = parent / "ADEChallengeData2016"
     labels = {}
-    for k in (1, 2):
+    for k in range(1, n + 1):
         name = f"ADE_{'train' if split == 'training' else 'val'}_{k:08d}"
         _image(base / "images" / split / f"{name}.jpg", k)
         labels[name] = _label(base / "annotations" / split / f"{name}.png", ADE_IDS, k)

@@ -79,8 +79,10 @@ def evaluate_labels(given: Path, ckpt: Path, state: dict, opts, progress=print) 
         seg = Path(t["data"].segmenter)
         network, sha = f"user segmenter {seg.name}", hashlib.sha256(seg.read_bytes()).hexdigest()
         reference = f"{len(ev.labels)} held-out pairs of {Path(t['data'].eval_root).resolve()}"
+    # The evaluator's scores, not evaluation.metrics(): a trial also reports counters with them
+    # (data/streamed_rows of a packed dataset), which are no scores.
     return [Score(name, float(value), network, sha, "none", len(ev.labels), reference).record()
-            for name, value in evaluation.metrics(method).items()]
+            for name, value in ev.metrics(method.generate).items()]
 
 
 def is_label_to_image(state) -> bool:
