@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from raygan.cli import main
+from raygan.data.layouts import open_layout
 from test_label_eval import ColourSegmenter, save_script
 from test_layouts import make_ade20k, make_cityscapes
 
@@ -69,3 +70,45 @@ def test_real_layout_packs_trains_on_ray_and_evaluates(kind, local_ray, tmp_path
     assert [s["metric"] for s in scores] == [f"miou_{kind}_seg"]
     assert np.isfinite(scores[0]["value"]) and 0.0 <= scores[0]["value"] <= 1.0
     assert scores[0]["samples"] == N_VAL and scores[0]["network"] == f"user segmenter {seg.name}"
+
+
+def _files(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _one_line_error(capsys, *names):
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("raygan: error: ") and all(str(n) in err for n in names), err
+    return err
+
+
+@pytest.mark.parametrize("kind", list(LAYOUTS))
+def test_truncated_image_and_out_of_range_id_are_one_line_errors(kind, tmp_path, capsys):
+    make, train_split, _, _, bad_id = LAYOUTS[kind]
+    src, packs = tmp_path / kind, tmp_path / "packs"
+    make(src, train_split, 4)
+    assert _pack(src, packs / "good", kind, "--ratio", "1") == 0
+    good = _files(packs / "good")
+    pairs = open_layout(kind, src).pairs
+
+    image = pairs[2][0]                                   # a .png (Cityscapes) or .jpg (ADE20K) cut in half
+    intact = image.read_bytes()
+    image.write_bytes(intact[: len(intact) // 2])
+    assert _pack(src, packs / "new", kind, "--ratio", "1") == 2
+    _one_line_error(capsys, image, "corrupt image", "expected a complete JPEG or PNG file")
+    assert _pack(src, packs / "good", kind, "--ratio", "1") == 2   # onto the existing pack: refused, untouched
+    _one_line_error(capsys, packs / "good", "not empty")
+    image.write_bytes(intact)
+
+    label = pairs[1][1]
+    ids = np.array(Image.open(label))
+    ids[3, 5] = bad_id
+    Image.fromarray(ids).save(label)
+    assert _pack(src, packs / "new", kind, "--ratio", "1") == 2
+    err = _one_line_error(capsys, label, f"label values {bad_id} outside the {kind} id range")
+    assert {"cityscapes": "expected labelIds 0..33", "ade20k": "expected 0..150"}[kind] in err
+
+    # nothing half-written is left behind, and the pack made before is as it was
+    assert sorted(p.name for p in packs.iterdir()) == ["good"]
+    assert _files(packs / "good") == good

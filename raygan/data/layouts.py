@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from raygan.errors import UserError
 
@@ -71,12 +71,21 @@ LAYOUTS: dict[str, LayoutSpec] = {
 
 # ---- reading one pair ---------------------------------------------------------------------------
 
+def _why(e: Exception) -> str:
+    """What PIL said, in a few words (its UnidentifiedImageError repeats the path)."""
+    if isinstance(e, UnidentifiedImageError):
+        return "not an image file PIL recognises"
+    first = (str(e).strip().splitlines() or [""])[0][:80]
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
 def _read_image(path: Path) -> Image.Image:
     try:
         with Image.open(path) as im:
             return im.convert("RGB")
     except Exception as e:  # PIL raises UnidentifiedImageError, OSError (truncated), ValueError, ...
-        raise UserError(path, f"unreadable or corrupt image ({type(e).__name__})") from None
+        raise UserError(path, f"unreadable or corrupt image ({_why(e)}); expected a complete JPEG or PNG "
+                              "file") from None
 
 
 def _read_label(path: Path, spec: LayoutSpec) -> np.ndarray:
@@ -86,7 +95,8 @@ def _read_label(path: Path, spec: LayoutSpec) -> np.ndarray:
             mode = im.mode
             raw = np.asarray(im)
     except Exception as e:
-        raise UserError(path, f"unreadable or corrupt label map ({type(e).__name__})") from None
+        raise UserError(path, f"unreadable or corrupt label map ({_why(e)}); expected a complete single-channel "
+                              f"PNG of {spec.kind} ids ({spec.expected_ids})") from None
     if raw.ndim != 2:
         raise UserError(path, f"label map has mode {mode}; expected a single-channel PNG of {spec.kind} ids "
                               f"({spec.expected_ids})")
