@@ -4,10 +4,6 @@ import os
 import sys
 import threading
 
-# Test under the setting raygan runs Ray Train with (see raygan/orchestrate/tune.py);
-# ray.train reads it when first imported.
-os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -108,7 +104,7 @@ BIN_BYTES = "RAY_DATA_PARQUET_BIN_PACKING_BYTES"
 
 
 @pytest.fixture(scope="module")
-def ray_session():
+def ray_session(local_ray):
     import ray.cloudpickle
 
     # Ray Data packs parquet row groups into ~128 MiB read units: the whole 1200-row
@@ -118,17 +114,12 @@ def ray_session():
     os.environ[BIN_BYTES] = "1"
     # Workers import nothing from tests/: ship this module's functions and classes by value.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
     yield
     if old_bin is None:
         os.environ.pop(BIN_BYTES, None)
     else:
         os.environ[BIN_BYTES] = old_bin
     ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
-    if started:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
