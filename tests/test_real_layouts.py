@@ -71,6 +71,7 @@ def test_real_layout_packs_trains_on_ray_and_evaluates(kind, local_ray, tmp_path
     scores = json.loads(written.read_text())["scores"]
     assert [s["metric"] for s in scores] == [f"miou_{kind}_seg"]
     assert np.isfinite(scores[0]["value"]) and 0.0 <= scores[0]["value"] <= 1.0
+    assert scores[0]["value"] == pytest.approx(float(final[f"miou_{kind}_seg"]), rel=1e-3)  # the run's own number
     assert scores[0]["samples"] == N_VAL and scores[0]["network"] == f"user segmenter {seg.name}"
 
 
