@@ -124,7 +124,7 @@ class NoiseInjection(nn.Module):
         if noise is None:
             b, _, h, w = image.shape
             noise = image.new_empty(b, 1, h, w).normal_()
-        return image + self.weight * noise
+        return image + (self.weight * noise).to(image.dtype)  # bf16 stays bf16 under autocast
 
 
 class ConstantInput(nn.Module):
