@@ -6,9 +6,9 @@ Usage: bash benchmarks/gpu_check.sh [--cpu-dry-run] --out DIR   (the wrapper ins
 What it measures (the sizes: config-f widths at 256 px, batch 8, on one GPU; --cpu-dry-run: the same
 code on CPU at tiny sizes, a smoke check and no performance claim):
 - adaptation: the few-shot adaptation step (TGAN: the harness every few-shot method shares,
-  lazy R1 + path length included) in fp32, bf16, bf16 + torch.compile; FLOPs per step counted
-  by torch.utils.flop_counter over the same steps, achieved TFLOP/s and their share of the GPU's
-  dense bf16 peak (PEAK_BF16_TFLOPS, by name; unknown GPUs say so);
+  lazy R1 + path length included) in fp32, bf16, bf16 + torch.compile; achieved TFLOP/s (FLOPs
+  counted by torch.utils.flop_counter, on the step without the lazy regularisers) and their share
+  of the GPU's dense bf16 peak (PEAK_BF16_TFLOPS, by name; unknown GPUs say so);
 - modconv: the step with each modulated-conv form (train.modconv), beside what auto picks;
 - ray_train: the step inside a 1-worker Ray Train run (1 GPU) vs the bare loop in this process;
 - data_wait: the semi-paired step on a packed scene set (`raygan data pack scenes`), its unpaired
@@ -45,12 +45,13 @@ class Sizes:
     window: int       # steps per timed window: train.r1_every (path length every window/4 steps)
     data_size: int
     data_n: int
+    data_model: dict  # the label-to-image networks' widths (model section)
 
 
 GPU_SIZES = Sizes(dict(size=256, style_dim=512, n_mlp=8, channel_multiplier=2, channel_max=512),
-                  batch=8, window=16, data_size=128, data_n=1000)
+                  batch=8, window=16, data_size=128, data_n=1000, data_model={})
 DRY_SIZES = Sizes(dict(size=32, style_dim=32, n_mlp=2, channel_multiplier=1, channel_max=32),
-                  batch=2, window=2, data_size=32, data_n=100)
+                  batch=2, window=2, data_size=32, data_n=100, data_model=dict(g_base=8, d_base=8, z_dim=8))
 
 
 def sync(device) -> None:
@@ -124,37 +125,43 @@ def gpu_tests(dry_run: bool) -> dict:
 
 
 def adaptation(checkpoint: str, sizes: Sizes, device: str, peak: float | None) -> dict:
+    """The step in each precision. TFLOP/s come from the step without its lazy regularisers
+    (r1 = pl_weight = 0): FlopCounterMode cannot follow R1's and path length's autograd.grad
+    (its module tracker refuses a leaf input), so FLOPs and time are both taken on that step."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from raygan.train.loop import build_method
 
-    rows = {}
     variants = {"fp32": dict(precision="fp32", channels_last=False), "bf16": dict(precision="bf16"),
                 "bf16+compile": dict(precision="bf16", compile=True)}
-    flops = None
+    _, plain, _ = build_method(fewshot_config(checkpoint, sizes, r1=0.0, pl_weight=0.0, precision="fp32"), device)
+    plain.step()
+    with FlopCounterMode(display=False) as counter:
+        plain.step()
+    flops = counter.get_total_flops()  # the same ops in every variant
+    del plain
+    rows = {}
     for name, knobs in variants.items():
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        _, method, _ = build_method(fewshot_config(checkpoint, sizes, **knobs), device)
-        t_build = time.perf_counter()
-        warmup = sizes.window * (2 if method.accel.compile else 1)  # compiling: more graphs to build
-        sec = seconds_per_step(method, warmup, sizes.window, device)
-        row = {"sec_per_step": sec, "accel": dataclasses.asdict(method.accel),
-               "warmup_s": time.perf_counter() - t_build - sec * sizes.window}
-        if name == "fp32":  # FLOPs of one window (eager, the same ops in every variant)
-            with FlopCounterMode(display=False) as counter:
-                for _ in range(sizes.window):
-                    method.step()
-            flops = counter.get_total_flops() / sizes.window
-        row["tflops"] = flops / sec / 1e12
+        row = {}
+        for kind, extra in (("", {}), ("plain_", dict(r1=0.0, pl_weight=0.0))):
+            _, method, _ = build_method(fewshot_config(checkpoint, sizes, **knobs, **extra), device)
+            t0 = time.perf_counter()
+            warmup = sizes.window * (2 if method.accel.compile else 1)  # compiling: more graphs to build
+            sec = seconds_per_step(method, warmup, sizes.window, device)
+            row[f"{kind}sec_per_step"] = sec
+            row[f"{kind}warmup_s"] = time.perf_counter() - t0 - sec * sizes.window  # compiling included
+            row["accel"] = dataclasses.asdict(method.accel)
+            del method
+        row["tflops"] = flops / row["plain_sec_per_step"] / 1e12
         row["share_of_bf16_peak"] = row["tflops"] / peak if peak else None
         if device == "cuda":
             row["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
         rows[name] = row
-        del method
     return {"method": "tgan", "g_config": sizes.source, "batch": sizes.batch, "window": sizes.window,
-            "flops_per_step": flops, "rows": rows,
+            "plain_flops_per_step": flops, "rows": rows,
             "bf16_speedup": rows["fp32"]["sec_per_step"] / rows["bf16"]["sec_per_step"],
             "compile_speedup": rows["bf16"]["sec_per_step"] / rows["bf16+compile"]["sec_per_step"]}
 
@@ -181,7 +188,10 @@ def _train_worker(config: dict) -> None:
     device = ray.train.torch.get_device() if config["use_gpu"] else torch.device("cpu")
     torch.set_num_threads(config["threads"])
     _, method, _ = build_method(config["cfg"], str(device))
-    ray.train.report({"sec_per_step": seconds_per_step(method, config["window"], config["window"], device)})
+    sec = seconds_per_step(method, config["window"], config["window"], device)
+    # To the driver through a file (one machine): Train v2's Result.metrics holds only what was
+    # reported with a checkpoint.
+    Path(config["result_file"]).write_text(json.dumps({"sec_per_step": sec}))
 
 
 def ray_train(checkpoint: str, sizes: Sizes, device: str, storage: Path) -> dict:
@@ -197,14 +207,17 @@ def ray_train(checkpoint: str, sizes: Sizes, device: str, storage: Path) -> dict
     del method
     cuda = device == "cuda"
     threads = torch.get_num_threads()
+    result_file = storage / "worker_result.json"
+    storage.mkdir(parents=True, exist_ok=True)
     trainer = TorchTrainer(
-        _train_worker, train_loop_config={"cfg": cfg, "use_gpu": cuda, "window": sizes.window, "threads": threads},
+        _train_worker, train_loop_config={"cfg": cfg, "use_gpu": cuda, "window": sizes.window, "threads": threads,
+                                          "result_file": str(result_file)},
         torch_config=TorchConfig(backend="nccl" if cuda else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=cuda, resources_per_worker={"CPU": 1}),
         run_config=ray.train.RunConfig(name="gpu_check_train", storage_path=str(storage)))
     t0 = time.perf_counter()
-    result = trainer.fit()
-    inside = result.metrics["sec_per_step"]
+    trainer.fit()
+    inside = json.loads(result_file.read_text())["sec_per_step"]
     return {"bare_sec_per_step": bare, "ray_train_sec_per_step": inside, "ratio": inside / bare,
             "run_wall_s": time.perf_counter() - t0, "use_gpu": cuda, "torch_threads": threads}
 
@@ -218,7 +231,7 @@ def data_wait(sizes: Sizes, device: str, root: Path) -> dict:
     pack("scenes", root / "packed", ratio=0.05, seed=0, size=sizes.data_size, n_train=sizes.data_n)
     out = {"size": sizes.data_size, "n_train": sizes.data_n, "batch": sizes.batch}
     for mode, mib in (("in_memory", 1024.0), ("streamed", 0.0)):
-        cfg = {"method": {"name": "semipaired"}, "model": {},
+        cfg = {"method": {"name": "semipaired"}, "model": dict(sizes.data_model),
                "data": {"dataset": "packed", "root": str(root / "packed"), "in_memory_mib": mib},
                "train": {"batch_size": sizes.batch}}
         datasets = family_of("semipaired").ray_datasets(typed(cfg))
@@ -244,6 +257,8 @@ def data_wait(sizes: Sizes, device: str, root: Path) -> dict:
         sync(device)
         wall = time.perf_counter() - t0
         out[mode] = {"sec_per_step": wall / steps, "wait_share": waited[0] / wall}
+        for stream in method.data.streams.values():
+            stream.close()  # now, while Ray is up (not at garbage collection after ray.shutdown)
     return out
 
 
@@ -267,6 +282,10 @@ def main(argv=None) -> int:
         print("gpu_check: no CUDA device (use --cpu-dry-run on CPU)", file=sys.stderr)
         return 2
     device = "cpu" if args.cpu_dry_run else "cuda"
+    if args.cpu_dry_run:
+        # One thread: two OpenMP threads on two cores that other jobs share run a tiny step
+        # ~100x slower (measured: 9 s instead of 0.1 s). The dry run checks code, not speed.
+        torch.set_num_threads(1)
     sizes = DRY_SIZES if args.cpu_dry_run else GPU_SIZES
     results = {"command": " ".join(["benchmarks/gpu_check.py", *(argv if argv is not None else sys.argv[1:])]),
                "dry_run": args.cpu_dry_run, "device": device_info(device)}

@@ -20,9 +20,9 @@ def test_the_gpu_check_dry_run_writes_every_field(tmp_path):
     assert r["dry_run"] is True and r["device"]["device"] == "cpu" and r["device"]["peak_bf16_tflops"] is None
     assert r["gpu_tests"]["summary"] == "not run (--cpu-dry-run)"
     a = r["adaptation"]
-    assert set(a["rows"]) == {"fp32", "bf16", "bf16+compile"} and a["flops_per_step"] > 0
+    assert set(a["rows"]) == {"fp32", "bf16", "bf16+compile"} and a["plain_flops_per_step"] > 0
     for row in a["rows"].values():
-        assert row["sec_per_step"] > 0 and row["tflops"] > 0 and row["share_of_bf16_peak"] is None
+        assert row["sec_per_step"] > 0 and row["plain_sec_per_step"] > 0 and row["tflops"] > 0 and row["share_of_bf16_peak"] is None
         assert row["accel"] == {"device_type": "cpu", "bf16": False, "channels_last": False, "compile": False,
                                 "fused_modconv": True}  # on CPU every knob resolves to off
     assert a["bf16_speedup"] > 0 and a["compile_speedup"] > 0

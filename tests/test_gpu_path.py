@@ -14,7 +14,6 @@ from raygan.methods.labelgen import harness as label_harness
 from raygan.methods.labelgen import sections as label_sections
 from raygan.methods.base import FewShotData
 from raygan.models import accel
-from raygan.models.checkpoint import load_source
 from raygan.models.stylegan2 import ModulatedConv2d
 from raygan.search_space import typed
 from raygan.train.loop import LossWatch, NonFiniteLoss
@@ -43,6 +42,18 @@ def test_bad_device_knobs_are_one_line_errors_naming_the_file(family, knob, valu
         typed({"method": {"name": family}, "train": {knob: value}}, "exp.yaml")
 
 
+def tiny_source():
+    """A randomly initialised 32-px StyleGAN2, narrower than the embedded one (CPU autocast is slow)."""
+    from raygan.models.checkpoint import SourceModel
+    from raygan.models.stylegan2 import Discriminator, Generator
+
+    torch.manual_seed(0)
+    g_config = dict(size=32, style_dim=16, n_mlp=1, channel_multiplier=1, channel_max=16)
+    d_config = dict(size=32, channel_multiplier=1, channel_max=16)
+    return SourceModel("tiny", Generator(**g_config).state_dict(), g_config,
+                       Discriminator(**d_config).state_dict(), d_config, None)
+
+
 def cuda_choices_on_cpu(train, device, modconv="auto"):
     """What resolve() picks on a GPU, with CPU autocast in place of CUDA's."""
     return dataclasses.replace(accel.resolve(train, "cuda", modconv), device_type="cpu")
@@ -65,17 +76,16 @@ def dtypes_of(module):
 def test_the_few_shot_step_runs_what_the_cuda_knobs_choose(monkeypatch, compiled):
     monkeypatch.setattr(fewshot_adapter, "resolve", cuda_choices_on_cpu)
     train = fewshot_sections.TrainConfig(batch_size=2, r1_every=2, pl_every=2, compile=True)
-    source = load_source("embedded")
-    m = tgan.Method(tgan.Config(), {"train": train}, FewShotData(source, torch.rand(4, 3, 32, 32) * 2 - 1))
+    m = tgan.Method(tgan.Config(), {"train": train}, FewShotData(tiny_source(), torch.rand(4, 3, 32, 32) * 2 - 1))
     assert compiled == [m.g, m.d] and (m.g_fast, m.d_fast) == (m.g, m.d)
     convs = [c for net in (m.g, m.g_source, m.g_ema) for c in net.modules() if isinstance(c, ModulatedConv2d)]
     assert convs and not any(c.fused for c in convs)  # auto on CUDA: unfused
-    assert m.d.convs[0][0].weight.is_contiguous(memory_format=CL) and m.shots.is_contiguous(memory_format=CL)
+    assert m.d.convs[1].conv1[0].weight.is_contiguous(memory_format=CL) and m.shots.is_contiguous(memory_format=CL)
     d_out, g_conv = dtypes_of(m.d), dtypes_of(m.g.convs[1].conv)
     logs = m.step()  # step 0: R1 and path length are due
-    # D on fake, D on real under bf16 autocast, then R1's D pass in fp32; G: the D step's fakes, the
-    # G step's fakes, then the path-length batch in fp32
-    assert d_out == [torch.bfloat16, torch.bfloat16, torch.float32]
+    # D: on fakes and reals under bf16 autocast, R1's pass in fp32, then the G step's pass on fakes;
+    # G: the D step's fakes, the G step's fakes, then the path-length batch in fp32
+    assert d_out == [torch.bfloat16, torch.bfloat16, torch.float32, torch.bfloat16]
     assert g_conv == [torch.bfloat16, torch.bfloat16, torch.float32]
     assert {"loss/r1", "loss/path_length", "loss/d_adv"} <= logs.keys()
     assert all(torch.is_tensor(v) and v.ndim == 0 and not v.requires_grad and torch.isfinite(v)
@@ -84,9 +94,9 @@ def test_the_few_shot_step_runs_what_the_cuda_knobs_choose(monkeypatch, compiled
 
 def test_on_cpu_the_few_shot_step_is_fp32_and_contiguous(compiled):
     train = fewshot_sections.TrainConfig(batch_size=2, precision="bf16", channels_last=True, compile=True)
-    m = tgan.Method(tgan.Config(), {"train": train}, FewShotData(load_source("embedded"), torch.zeros(2, 3, 32, 32)))
+    m = tgan.Method(tgan.Config(), {"train": train}, FewShotData(tiny_source(), torch.zeros(2, 3, 32, 32)))
     assert compiled == [] and m.accel == accel.resolve(train, "cpu")
-    assert not m.d.convs[0][0].weight.is_contiguous(memory_format=CL)
+    assert not m.d.convs[1].conv1[0].weight.is_contiguous(memory_format=CL)
     g_conv = dtypes_of(m.g.convs[1].conv)
     m.step()
     assert set(g_conv) == {torch.float32}

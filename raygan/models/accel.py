@@ -10,6 +10,7 @@ the ``Accel`` it returns and asks it, so the CUDA branches are chosen by the dev
 from __future__ import annotations
 
 import contextlib
+import itertools
 import typing
 from dataclasses import dataclass
 
@@ -54,8 +55,14 @@ class Accel:
         return torch.autocast(self.device_type, dtype=torch.bfloat16)
 
     def net(self, module: torch.nn.Module) -> torch.nn.Module:
-        """``module`` in its memory format (in place)."""
-        return module.to(memory_format=torch.channels_last) if self.channels_last else module
+        """``module`` in its memory format (in place, before its optimiser exists): the 4-D
+        parameters and buffers. Not ``Module.to(memory_format=)``: it refuses the 5-D weights
+        of StyleGAN2's modulated convs."""
+        if self.channels_last:
+            for t in itertools.chain(module.parameters(), module.buffers()):
+                if t.ndim == 4:
+                    t.data = t.data.contiguous(memory_format=torch.channels_last)
+        return module
 
     def fast(self, module: torch.nn.Module):
         """What the adversarial passes call: ``torch.compile(module)`` (sharing its parameters and

@@ -325,7 +325,7 @@ class Discriminator(nn.Module):
         sd = out.view(group, -1, self.stddev_feat, c // self.stddev_feat, h, w)
         sd = torch.sqrt(sd.var(0, unbiased=False) + 1e-8).mean([2, 3, 4], keepdim=True).squeeze(2)
         out = torch.cat([out, sd.repeat(group, 1, h, w)], 1)
-        return self.final_linear(self.final_conv(out).view(b, -1))
+        return self.final_linear(self.final_conv(out).reshape(b, -1))  # reshape: channels_last too
 
     def forward(self, x, return_feats=False):
         feats = []
