@@ -83,8 +83,8 @@ class TrainConfig(DeviceKnobs):
     torch_threads: int = knob(0, lo=0, help="0: one per CPU the worker was given")
     modconv: str = knob("auto", choices=["auto", "fused", "unfused"],
                         help="StyleGAN2's modulated conv: per-sample weights as one grouped conv (fused) or "
-                             "activations scaled around one shared weight (unfused); auto: the faster one "
-                             "measured on the device (models/accel.py MODCONV_AUTO)")
+                             "activations scaled around one shared weight (unfused); auto: unfused on CUDA, "
+                             "fused on CPU (models/accel.py MODCONV_AUTO says why)")
 
     def validate(self, where, section):
         bad = [m for m in self.metrics if m not in TRIAL_METRICS]
