@@ -73,19 +73,15 @@ def seconds_per_step(method, warmup: int, steps: int, device) -> float:
 
 
 def write_source(path: Path, g_config: dict) -> str:
-    """A randomly initialised StyleGAN2 (rosinality layout) with these widths: the step's cost does not
-    depend on the weights, and nothing needs downloading."""
+    """A randomly initialised StyleGAN2 with these widths, as a rosinality-layout file: the step's
+    cost does not depend on the weights, and nothing needs downloading."""
     import torch
 
-    from raygan.models.stylegan2 import Discriminator, Generator
+    from raygan.models.checkpoint import random_source
 
-    torch.manual_seed(0)
-    g = Generator(**g_config)
-    d_config = {k: g_config[k] for k in ("size", "channel_multiplier", "channel_max")}
-    with torch.no_grad():
-        latent_avg = g.mean_latent(1000)[0]
-    torch.save({"g_ema": g.state_dict(), "d": Discriminator(**d_config).state_dict(), "g_config": g_config,
-                "d_config": d_config, "latent_avg": latent_avg}, path)
+    src = random_source(g_config)
+    torch.save({"g_ema": src.g_state, "d": src.d_state, "g_config": src.g_config, "d_config": src.d_config,
+                "latent_avg": src.latent_avg}, path)
     return str(path)
 
 

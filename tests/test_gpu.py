@@ -18,14 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def config_f_source():
     """A randomly initialised 256-px StyleGAN2 with config-f widths (the step does not depend on the weights)."""
-    from raygan.models.checkpoint import SourceModel
-    from raygan.models.stylegan2 import Discriminator, Generator
+    from raygan.models.checkpoint import random_source
 
-    torch.manual_seed(0)
-    g_config = dict(size=256, style_dim=512, n_mlp=8, channel_multiplier=2, channel_max=512)
-    d_config = dict(size=256, channel_multiplier=2, channel_max=512)
-    return SourceModel("config-f", Generator(**g_config).state_dict(), g_config,
-                       Discriminator(**d_config).state_dict(), d_config, None)
+    return random_source(dict(size=256, style_dim=512, n_mlp=8, channel_multiplier=2, channel_max=512))
 
 
 @pytest.mark.timeout(300)

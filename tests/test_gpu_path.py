@@ -14,6 +14,7 @@ from raygan.methods.labelgen import harness as label_harness
 from raygan.methods.labelgen import sections as label_sections
 from raygan.methods.base import FewShotData
 from raygan.models import accel
+from raygan.models.checkpoint import random_source
 from raygan.models.stylegan2 import ModulatedConv2d
 from raygan.search_space import typed
 from raygan.train.loop import LossWatch, NonFiniteLoss
@@ -43,15 +44,8 @@ def test_bad_device_knobs_are_one_line_errors_naming_the_file(family, knob, valu
 
 
 def tiny_source():
-    """A randomly initialised 32-px StyleGAN2, narrower than the embedded one (CPU autocast is slow)."""
-    from raygan.models.checkpoint import SourceModel
-    from raygan.models.stylegan2 import Discriminator, Generator
-
-    torch.manual_seed(0)
-    g_config = dict(size=32, style_dim=16, n_mlp=1, channel_multiplier=1, channel_max=16)
-    d_config = dict(size=32, channel_multiplier=1, channel_max=16)
-    return SourceModel("tiny", Generator(**g_config).state_dict(), g_config,
-                       Discriminator(**d_config).state_dict(), d_config, None)
+    """A 32-px StyleGAN2 narrower than the embedded one (CPU autocast is slow)."""
+    return random_source(dict(size=32, style_dim=16, n_mlp=1, channel_multiplier=1, channel_max=16))
 
 
 def cuda_choices_on_cpu(train, device, modconv="auto"):
