@@ -44,7 +44,8 @@ def test_a_bf16_adaptation_step_at_256px_matches_fp32():
             image = m.g([z], randomize_noise=False)[0].float()
         runs[precision] = logs, image, seen
     (l32, img32, seen32), (l16, img16, seen16) = runs["fp32"], runs["bf16"]
-    assert set(seen32) == {torch.float32} and torch.bfloat16 in seen16 and seen16[-1] == torch.float32  # R1: fp32
+    # D's passes: fakes and reals of the D step, R1's (fp32), the G step's fakes
+    assert seen32 == [torch.float32] * 4 and seen16 == [torch.bfloat16, torch.bfloat16, torch.float32, torch.bfloat16]
     # The regularisers run in fp32 on the same weights in both runs: nearly equal. The adversarial
     # terms come from bf16 passes: within a few percent.
     assert l16["loss/r1"] == pytest.approx(l32["loss/r1"], rel=1e-2)
