@@ -167,13 +167,15 @@ def test_a_diverged_trial_stops_with_its_reason_and_a_killed_one_resumes(ray_loc
     assert float(stopped["train.r1"]) == 1e38
     assert re.fullmatch(r"stopped: loss/\w+(, loss/\w+)* became non-finite at step 1", stopped["status"])
     assert stopped["status"] in printed and "Traceback" not in printed
-    # not retried: the diverged trial's worker started once, trained one step, and left its reason
+    # not retried: the diverged trial's worker started once, trained to its first evaluation, and left its reason
     folders = {d.name: d for d in exp_dir.glob("_trial_*")}
     (diverged,) = [d for d in folders.values() if (d / STOP_FILE).exists()]
     assert (diverged / STOP_FILE).read_text() == stopped["status"].removeprefix("stopped: ")
     events = _trace(diverged)
     assert [e["event"] for e in events].count("start") == 1
-    assert sum(e["event"] == "sync" for e in events) == 2  # the D and G updates of step 1
+    # the D and G updates of steps 1 and 2: the loss is checked on the device and read at the
+    # evaluation of step 2, which names step 1 (train/loop.py LossWatch)
+    assert sum(e["event"] == "sync" for e in events) == 4
     # the other trial trains in its own Tune process (one worker, no Ray Train), which died
     # as it was about to report step 4: Tune restarted it from its checkpoint of step 2
     (finished,) = [d for d in folders.values() if d != diverged]

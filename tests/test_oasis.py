@@ -61,7 +61,7 @@ def test_oasis_d_step_adds_labelmix_and_lambda_zero_turns_it_off():
     loss_on, logs_on = on.d_terms(batch, fakes)
     loss_off, logs_off = off.d_terms(batch, fakes)
     assert "loss/labelmix" in logs_on and "loss/labelmix" not in logs_off
-    assert loss_on.item() == pytest.approx(loss_off.item() + 10.0 * logs_on["loss/labelmix"], rel=1e-5)
+    assert loss_on.item() == pytest.approx(loss_off.item() + 10.0 * float(logs_on["loss/labelmix"]), rel=1e-5)
     assert logs_on["loss/labelmix"] > 0
 
 

@@ -95,6 +95,17 @@ class SourceModel:
         return d
 
 
+def random_source(g_config: dict, seed: int = 0) -> SourceModel:
+    """A randomly initialised source with these Generator kwargs (its D of the same widths): for
+    measuring and testing steps, whose cost and dtypes do not depend on the weights."""
+    torch.manual_seed(seed)
+    d_config = {k: g_config[k] for k in ("size", "channel_multiplier", "channel_max")}
+    g, d = Generator(**g_config), Discriminator(**d_config)
+    with torch.no_grad():
+        latent_avg = g.mean_latent(1000)[0]
+    return SourceModel(f"random {g_config}", g.state_dict(), dict(g_config), d.state_dict(), d_config, latent_avg)
+
+
 def load_source(path: str = "embedded") -> SourceModel:
     """Load a pretrained source generator ('embedded' or a rosinality-layout file)."""
     path = str(EMBEDDED) if path == "embedded" else path

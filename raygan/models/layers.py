@@ -48,7 +48,7 @@ def upfirdn2d(x, kernel, up=1, down=1, pad=(0, 0)):
 
 def fused_leaky_relu(x, bias=None, negative_slope=0.2, scale=2 ** 0.5):
     if bias is not None:
-        x = x + bias.view(1, -1, *([1] * (x.ndim - 2)))
+        x = x + bias.view(1, -1, *([1] * (x.ndim - 2))).to(x.dtype)  # bf16 stays bf16 under autocast
     return F.leaky_relu(x, negative_slope) * scale
 
 

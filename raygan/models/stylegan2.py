@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from raygan.models.accel import full_precision
 from raygan.models.layers import (  # noqa: F401  (re-exported: the port kept them in model.py)
     Blur, EqualConv2d, EqualLinear, FusedLeakyReLU, PixelNorm, Upsample, fused_leaky_relu, make_kernel,
     upfirdn2d,
@@ -45,7 +46,8 @@ class ModulatedConv2d(nn.Module):
 
     ``fused=True`` (the port's default) folds the batch into conv groups;
     ``fused=False`` modulates activations instead and shares one weight across
-    the batch (same result up to rounding; can be faster for large batches).
+    the batch (same result up to rounding); ``use_fused_modconv`` sets it for a
+    whole network (``train.modconv``, models/accel.py).
     """
 
     def __init__(self, in_channel, out_channel, kernel_size, style_dim, demodulate=True,
@@ -80,24 +82,37 @@ class ModulatedConv2d(nn.Module):
             return F.conv2d(self.blur(x), w, stride=2, groups=groups)
         return F.conv2d(x, w, padding=self.padding, groups=groups)
 
+    def _demodulation(self, s):
+        """1 / ||modulated weight|| per sample and output channel [B, out]: sum_i s_i^2 sum_k w_oik^2
+        as one small matmul, in fp32 under autocast (bf16's 8-bit mantissa would round the sum of
+        in*k*k squares, and the error rescales a whole output channel)."""
+        with full_precision(s.device.type):
+            w2 = self.weight[0].float().pow(2).sum([2, 3])  # [out, in]
+            return torch.rsqrt(self.scale ** 2 * s.float().pow(2) @ w2.t() + self.eps)
+
     def forward(self, x, style):
         b, c, h, w_ = x.shape
         s = self.modulation(style)  # [B, in]
         if not self.fused:
-            weight = self.scale * self.weight[0]
-            out = self._conv(x * s.view(b, c, 1, 1), weight, 1)
+            out = self._conv(x * s.view(b, c, 1, 1).to(x.dtype), self.scale * self.weight[0], 1)
             if self.demodulate:
-                d = (weight[None] * s.view(b, 1, c, 1, 1)).pow(2).sum([2, 3, 4])
-                out = out * torch.rsqrt(d + self.eps).view(b, -1, 1, 1)
+                out = out * self._demodulation(s).view(b, -1, 1, 1).to(out.dtype)
             return out
         weight = self.scale * self.weight * s.view(b, 1, c, 1, 1)  # [B, out, in, k, k]
         if self.demodulate:
-            d = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + self.eps)
-            weight = weight * d.view(b, self.out_channel, 1, 1, 1)
+            weight = weight * self._demodulation(s).view(b, self.out_channel, 1, 1, 1).to(weight.dtype)
         k = self.kernel_size
         out = self._conv(x.reshape(1, b * c, h, w_),
                          weight.view(b * self.out_channel, c, k, k), b)
         return out.view(b, self.out_channel, *out.shape[2:])
+
+
+def use_fused_modconv(net: nn.Module, fused: bool) -> nn.Module:
+    """Every modulated conv of ``net`` in one form (``ModulatedConv2d.fused``); returns ``net``."""
+    for m in net.modules():
+        if isinstance(m, ModulatedConv2d):
+            m.fused = fused
+    return net
 
 
 class NoiseInjection(nn.Module):
@@ -109,7 +124,7 @@ class NoiseInjection(nn.Module):
         if noise is None:
             b, _, h, w = image.shape
             noise = image.new_empty(b, 1, h, w).normal_()
-        return image + self.weight * noise
+        return image + (self.weight * noise).to(image.dtype)  # bf16 stays bf16 under autocast
 
 
 class ConstantInput(nn.Module):
@@ -310,7 +325,7 @@ class Discriminator(nn.Module):
         sd = out.view(group, -1, self.stddev_feat, c // self.stddev_feat, h, w)
         sd = torch.sqrt(sd.var(0, unbiased=False) + 1e-8).mean([2, 3, 4], keepdim=True).squeeze(2)
         out = torch.cat([out, sd.repeat(group, 1, h, w)], 1)
-        return self.final_linear(self.final_conv(out).view(b, -1))
+        return self.final_linear(self.final_conv(out).reshape(b, -1))  # reshape: channels_last too
 
     def forward(self, x, return_feats=False):
         feats = []

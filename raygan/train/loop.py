@@ -2,7 +2,8 @@
 
 ``run(config, hooks)`` trains the method for ``train.steps`` steps, evaluates
 before the first step, every ``train.eval_every`` steps and at the end with its family's evaluator
-and hands metrics and a checkpoint to ``hooks.report``. ``raygan train --local`` calls it
+and hands metrics and a checkpoint to ``hooks.report``. A step's logs stay on the device
+between evaluations (``LossWatch``): nothing in a step waits for the GPU. ``raygan train --local`` calls it
 directly; the orchestrate layer calls it inside Ray Train workers.
 """
 from __future__ import annotations
@@ -36,6 +37,35 @@ class Hooks:
 
 class NonFiniteLoss(FloatingPointError):
     """A loss became NaN/inf: the trial stops with this reason."""
+
+
+class LossWatch:
+    """Notices non-finite losses without a host sync per step: a step's logs are 0-d tensors on
+    the device, and for each one the first step at which it was NaN/inf is kept there too;
+    ``check`` reads them (one sync) at evaluations. A run that diverges therefore trains on to
+    its next evaluation, and stops there naming the step it diverged at."""
+
+    def __init__(self):
+        self.first_bad: dict[str, torch.Tensor] = {}  # name -> first non-finite step, -1: none yet
+
+    def add(self, logs: dict, step: int) -> None:
+        for k, v in logs.items():
+            seen = self.first_bad.get(k)
+            if seen is None:
+                seen = torch.full((), -1, dtype=torch.long, device=v.device)
+            self.first_bad[k] = torch.where((seen < 0) & ~torch.isfinite(v), step, seen)
+
+    def check(self) -> None:
+        bad = {k: s for k, s in ((k, int(v)) for k, v in self.first_bad.items()) if s >= 0}
+        if bad:
+            first = min(bad.values())
+            names = [k for k, s in bad.items() if s == first]
+            raise NonFiniteLoss(f"{', '.join(names)} became non-finite at step {first}")
+
+
+def scalars(logs: dict) -> dict[str, float]:
+    """A step's logs as floats (a host sync on CUDA: at evaluations only)."""
+    return {k: float(v) for k, v in logs.items()}
 
 
 def build_method(cfg: dict, device="cpu", grad_sync=no_sync, rank=0, dataset_shard=None):
@@ -126,17 +156,16 @@ def run(cfg: dict, hooks: Hooks) -> dict:
     if method.step_count == 0:  # the curves start at the source (DCL Fig. 2); nothing to checkpoint yet
         hooks.report(with_best(evaluate({}), None), None)
         t0 = time.perf_counter()  # sec_per_step counts training steps (and later evaluations)
-    metrics = {}
+    metrics, watch = {}, LossWatch()
     while method.step_count < train.steps:
         logs = method.step()
         step = method.step_count
-        bad = [k for k, v in logs.items() if not math.isfinite(v)]
-        if bad:
-            raise NonFiniteLoss(f"{', '.join(bad)} became non-finite at step {step}")
+        watch.add(logs, step)
         if step % train.eval_every and step != train.steps:
             continue
+        watch.check()
         state = method.state_dict() if hooks.rank == 0 else None
-        metrics = with_best(evaluate(logs), state)
+        metrics = with_best(evaluate(scalars(logs)), state)
         hooks.report(metrics, state)
     if writer is not None:
         from torchvision.utils import save_image

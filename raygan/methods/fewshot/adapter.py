@@ -27,8 +27,10 @@ from raygan.config import knob
 from raygan.errors import UserError
 from raygan.losses.adversarial import d_nonsaturating, g_nonsaturating, path_length_penalty, r1_penalty
 from raygan.methods.base import FewShotData, Method, load_optimizer
+from raygan.models.accel import full_precision, resolve
 from raygan.models.ema import update_ema
 from raygan.models.patch_disc import PatchHead
+from raygan.models.stylegan2 import use_fused_modconv
 from raygan.train.sync import no_sync
 
 
@@ -56,21 +58,29 @@ class FewShotAdapter(Method):
     def __init__(self, cfg, t: dict, data: FewShotData, device="cpu", grad_sync: Callable = no_sync, seed: int = 0):
         source, shots, train = data.source, data.shots, t["train"]
         self.cfg, self.train, self.device = cfg, train, torch.device(device)
+        self.accel = accel = resolve(train, device, train.modconv)
         self.source = source
-        self.g_source = source.generator().to(device).eval().requires_grad_(False)
-        self.g = source.generator().to(device).train()
-        self.d = source.discriminator().to(device).train()
+
+        def on_device(net):
+            return accel.net(use_fused_modconv(net, accel.fused_modconv).to(device))
+
+        self.g_source = on_device(source.generator()).eval().requires_grad_(False)
+        self.g = on_device(source.generator()).train()
+        self.d = on_device(source.discriminator()).train()
+        # What the adversarial passes call (compiled with train.compile; same parameters). R1 and
+        # path length call self.d / self.g: they need double backward, which compiled graphs lack.
+        self.g_fast, self.d_fast = accel.fast(self.g), accel.fast(self.d)
         # With ema_decay 0 the EMA is G_t itself (no copy, nothing to update).
         self.g_ema = (copy.deepcopy(self.g).eval().requires_grad_(False) if train.ema_decay > 0 else self.g)
         self.latent_avg = source.latent_avg
-        self.shots = shots.to(device)
+        self.shots = accel.images(shots.to(device))
         self.grad_sync = grad_sync
         self.rng = random.Random(seed)
         self.torch_rng = torch.Generator().manual_seed(seed)
         self.patch = None
         if getattr(cfg, "patch_d", False):
             ch = self.d.block_channels()[cfg.patch_block]
-            self.patch = PatchHead(ch).to(device)
+            self.patch = accel.net(PatchHead(ch).to(device))
             self.anchors = torch.randn(cfg.n_anchors, self.g.style_dim, generator=self.torch_rng).to(device)
         self.g_trainable, self.d_trainable = self.g_params(), self.d_params()
         betas = (train.beta1, train.beta2)
@@ -170,17 +180,20 @@ class FewShotAdapter(Method):
         if self.train.flip:
             flip = (torch.rand(n, generator=self.torch_rng) < 0.5).to(real.device)
             real = torch.where(flip[:, None, None, None], real.flip(3), real)
-        return real
+        return self.accel.images(real)
 
     def discriminate(self, images: torch.Tensor, step: int):
         """(logits, D feats): image-level, or patch-level under the CDC setup."""
-        logits, feats = self.d(images, return_feats=True)
+        logits, feats = self.d_fast(images, return_feats=True)
         if self.patch is not None and not self.anchor_step(step):
             logits = self.patch(feats[self.cfg.patch_block])
         return logits, feats
 
     # -- one adaptation step -----------------------------------------------------------
     def step(self) -> dict:
+        """One D and one G update; the logs are detached 0-d tensors on the device (reading
+        them is a host sync: the loop does at evaluations). The forward passes run under
+        ``train.precision``'s autocast, R1 and path length in fp32."""
         step, b, logs = self.step_count, self.train.batch_size, {}
         logs.update(self._d_step(step, b))
         logs.update(self._g_step(step, b))
@@ -198,41 +211,52 @@ class FewShotAdapter(Method):
 
     def _d_step(self, step, b) -> dict:
         self._train_only(self.d_trainable)
-        with torch.no_grad():
-            fake, _ = self.generate(self.g, self.adversarial_codes(b, step), self.sample_noise(b))
-        real = self.real_batch(b)
-        fake_d, real_d = self.discriminate(fake, step), self.discriminate(real, step)
-        adv = d_nonsaturating(real_d[0], fake_d[0])
-        extra, logs = self.d_extra(step)
-        loss = adv + extra
+        with self.accel.autocast():
+            with torch.no_grad():
+                fake, _ = self.generate(self.g_fast, self.adversarial_codes(b, step), self.sample_noise(b))
+            real = self.real_batch(b)
+            fake_d, real_d = self.discriminate(fake, step), self.discriminate(real, step)
+            adv = d_nonsaturating(real_d[0].float(), fake_d[0].float())
+            extra, logs = self.d_extra(step)
+            loss = adv + extra
         if self.train.r1 > 0 and step % self.train.r1_every == 0:
-            real = real.detach().requires_grad_(True)
-            r1 = r1_penalty(self.d(real), real)
+            r1 = self.r1(real)
             loss = loss + self.train.r1 / 2 * r1 * self.train.r1_every
-            logs["loss/r1"] = r1.item()
+            logs["loss/r1"] = r1.detach()
         self.d_optim.zero_grad(set_to_none=True)
         loss.backward()
         self.grad_sync(self.d_trainable)
         self.d_optim.step()
-        return {"loss/d_adv": adv.item(), **logs}
+        return {"loss/d_adv": adv.detach(), **logs}
+
+    def r1(self, real: torch.Tensor) -> torch.Tensor:
+        """R1 on the real batch, in fp32 and eager (self.d: double backward)."""
+        with full_precision(self.device.type):
+            real = real.detach().float().requires_grad_(True)
+            return r1_penalty(self.d(real), real)
 
     def _g_step(self, step, b) -> dict:
         self._train_only(self.g_trainable)
-        fake, _ = self.generate(self.g, self.adversarial_codes(b, step), self.sample_noise(b))
-        adv = g_nonsaturating(self.discriminate(fake, step)[0])
-        extra, logs = self.g_extra(step)
-        loss = adv + extra
+        with self.accel.autocast():
+            fake, _ = self.generate(self.g_fast, self.adversarial_codes(b, step), self.sample_noise(b))
+            adv = g_nonsaturating(self.discriminate(fake, step)[0].float())
+            extra, logs = self.g_extra(step)
+            loss = adv + extra
         if self.train.pl_weight > 0 and step % self.train.pl_every == 0:
-            n = max(1, b // 2)
-            img, latents = self.path_length_batch(self.sample_z(n, step))
-            pl, self.mean_path, length = path_length_penalty(img, latents, self.mean_path)
+            pl, logs["loss/path_length"] = self.path_length(self.sample_z(max(1, b // 2), step))
             loss = loss + self.train.pl_weight * pl * self.train.pl_every
-            logs["loss/path_length"] = length.item()
         self.g_optim.zero_grad(set_to_none=True)
         loss.backward()
         self.grad_sync(self.g_trainable)
         self.g_optim.step()
-        return {"loss/g_adv": adv.item(), "loss/g_total": loss.item(), **logs}
+        return {"loss/g_adv": adv.detach(), "loss/g_total": loss.detach(), **logs}
+
+    def path_length(self, z) -> tuple[torch.Tensor, torch.Tensor]:
+        """(path-length penalty, mean path length) on codes ``z``, in fp32 and eager (double backward)."""
+        with full_precision(self.device.type):
+            img, latents = self.path_length_batch(z)
+            pl, self.mean_path, length = path_length_penalty(img.float(), latents, self.mean_path)
+        return pl, length
 
     def path_length_batch(self, z):
         """(G_t(z), the W+ latents it was rendered from) for the path-length regulariser."""

@@ -43,4 +43,4 @@ class Method(FewShotAdapter):
             _, _, source_feats = self.generate(self.g_source, z, noise, return_feats=True)
         l = self.rng.choice(self.g_layers)
         dist = cross_domain_distance(per_sample(feats[l]), per_sample(source_feats[l]), self.cfg.kl_direction)
-        return self.cfg.lambda_dist * dist, {"loss/dist": dist.item()}
+        return self.cfg.lambda_dist * dist, {"loss/dist": dist.detach()}

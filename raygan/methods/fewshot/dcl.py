@@ -74,7 +74,7 @@ class Method(FewShotAdapter):
         l_cl1 = generator_infonce(per_sample(feats[l], pool), per_sample(source_feats[l], pool), self.cfg.tau)
         l_cl2 = self._l_cl2(fake, source_img)
         loss = self.cfg.lambda1 * l_cl1 + self.cfg.lambda2 * l_cl2
-        return loss, {"loss/cl1": l_cl1.item(), "loss/cl2_g": l_cl2.item()}
+        return loss, {"loss/cl1": l_cl1.detach(), "loss/cl2_g": l_cl2.detach()}
 
     def d_extra(self, step):
         if self.cfg.lambda2 == 0 or self.cfg.d_cl2 == "none":
@@ -85,4 +85,4 @@ class Method(FewShotAdapter):
         source_img, _ = self._source(z, noise)
         l_cl2 = self._l_cl2(fake, source_img)
         sign = -1.0 if self.cfg.d_cl2 == "max" else 1.0
-        return sign * self.cfg.lambda2 * l_cl2, {"loss/cl2_d": l_cl2.item()}
+        return sign * self.cfg.lambda2 * l_cl2, {"loss/cl2_d": l_cl2.detach()}

@@ -63,4 +63,4 @@ class Method(FewShotAdapter):
     def g_extra(self, step):
         penalty = ewc_penalty(list(self.g.parameters()), self.source_params, self.fisher)
         lam = PRESETS[self.cfg.preset] if self.cfg.lambda_ewc is None else self.cfg.lambda_ewc
-        return lam * penalty, {"loss/ewc": penalty.item()}
+        return lam * penalty, {"loss/ewc": penalty.detach()}

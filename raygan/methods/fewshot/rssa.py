@@ -244,7 +244,7 @@ class Method(FewShotAdapter):
             source_feats = self.generate(self.g_source, z, noise, return_feats=True)[2]
         l_scc = scc_loss([feats[l] for l in layers], [source_feats[l] for l in layers],
                          self.cfg.scc_patch, self.cfg.max_side, self.cfg.pool, self.cfg.scc_distance)
-        loss, logs = self.cfg.setting("alpha") * l_scc, {"loss/scc": l_scc.item()}
+        loss, logs = self.cfg.setting("alpha") * l_scc, {"loss/scc": l_scc.detach()}
         if step % self.cfg.setting("dcc_every") == 0:
             zn = self.neighbourhood(self.cfg.n_neighbours)
             noise_n = [n.expand(len(zn), -1, -1, -1) for n in self.sample_noise(1)]  # only z is disturbed
@@ -254,5 +254,5 @@ class Method(FewShotAdapter):
             l_dcc = dcc_loss([feats_t[l] for l in layers], [feats_s[l] for l in layers],
                              self.cfg.window, self.cfg.max_side, self.cfg.pool)
             loss = loss + self.cfg.setting("beta") * l_dcc
-            logs["loss/dcc"] = l_dcc.item()
+            logs["loss/dcc"] = l_dcc.detach()
         return loss, logs

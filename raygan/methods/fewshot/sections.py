@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from raygan.config import knob
 from raygan.errors import UserError
+from raygan.models.accel import DeviceKnobs
 
 
 @dataclass
@@ -45,7 +46,7 @@ EMA_DECAY = 0.5 ** (32 / (10 * 1000))
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(DeviceKnobs):
     steps: int = knob(300, lo=1, hi=10_000_000)
     batch_size: int = knob(4, lo=2, hi=4096)
     lr: float = knob(0.002, lo=0.0, lo_open=True, hi=1.0)
@@ -80,6 +81,10 @@ class TrainConfig:
     hed_weights: str = knob("", path=True, help="HED weights (sniklaus/pytorch-hed); empty: looked up likewise")
     seed: int = knob(0, lo=0)
     torch_threads: int = knob(0, lo=0, help="0: one per CPU the worker was given")
+    modconv: str = knob("auto", choices=["auto", "fused", "unfused"],
+                        help="StyleGAN2's modulated conv: per-sample weights as one grouped conv (fused) or "
+                             "activations scaled around one shared weight (unfused); auto: unfused on CUDA, "
+                             "fused on CPU (models/accel.py MODCONV_AUTO says why)")
 
     def validate(self, where, section):
         bad = [m for m in self.metrics if m not in TRIAL_METRICS]

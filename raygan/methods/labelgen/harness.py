@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from raygan.methods.base import Method, load_optimizer
 from raygan.losses.segmentation import balance_weights
 from raygan.methods.labelgen.sections import TrainConfig
+from raygan.models.accel import resolve, to_device
 from raygan.models.ema import refresh_batchnorm, update_ema, warmup_decay
 from raygan.train.sync import no_sync
 
@@ -71,6 +72,7 @@ class LabelToImage(Method):
 
         self.cfg, self.train, self.model = cfg, t["train"], t["model"]
         self.device, self.grad_sync = torch.device(device), grad_sync
+        self.accel = resolve(self.train, device)
         self.data, self.n = data, data.n_classes
         self.torch_rng = torch.Generator().manual_seed(seed)
         size, m = data.size, self.model
@@ -85,6 +87,12 @@ class LabelToImage(Method):
         self.s = UNetDiscriminator(self.n, size, base=m.d_base).to(device) if self.segmenter else None
         betas = (self.train.beta1, self.train.beta2)
         self.d_nets = [net for net in (self.d_c, self.d_u, self.s) if net is not None]
+        for net in (self.g, *self.d_nets):
+            self.accel.net(net)
+            if self.accel.compile:
+                # In place: every method's call sites run compiled and the state_dict keys stay
+                # (no double backward here, unlike the few-shot regularisers). g_ema stays eager.
+                net.compile()
         self.g_optim = torch.optim.Adam(self.g.parameters(), lr=self.train.lr_g, betas=betas)
         self.d_optim = torch.optim.Adam([p for net in self.d_nets for p in net.parameters()],
                                         lr=self.train.lr_d, betas=betas)
@@ -95,16 +103,18 @@ class LabelToImage(Method):
         return torch.randint(len(self.data.paired_labels), (batch,), generator=self.torch_rng)
 
     def batch(self, step: int) -> dict:
-        b, data, dev = self.train.batch_size, self.data, self.device
+        """One step's batches on the device (from host memory or Ray Data: pinned, non-blocking on
+        CUDA), in the networks' memory format."""
+        b, data = self.train.batch_size, self.data
         out = {}
         if self.paired:
             i = self.paired_indices(step, b)
-            out["x_p"], out["t_p"] = data.paired_images[i].to(dev), one_hot(data.paired_labels[i], self.n).to(dev)
+            out["x_p"], out["t_p"] = data.paired_images[i], one_hot(data.paired_labels[i], self.n)
         if self.unpaired_images:
-            out["x_u"] = data.unpaired_image_batch(b, self.torch_rng).to(dev)
+            out["x_u"] = data.unpaired_image_batch(b, self.torch_rng)
         if self.unpaired_labels:
-            out["t_u"] = one_hot(data.unpaired_label_batch(b, self.torch_rng), self.n).to(dev)
-        return out
+            out["t_u"] = one_hot(data.unpaired_label_batch(b, self.torch_rng), self.n)
+        return {k: self.accel.images(to_device(x, self.device)) for k, x in out.items()}
 
     def class_weights(self, onehot: torch.Tensor) -> torch.Tensor:
         """D_c's class-balancing weights [N] for a batch of label maps (``train.class_balance``)."""
@@ -135,11 +145,14 @@ class LabelToImage(Method):
 
     # -- one step --------------------------------------------------------------------------
     def step(self) -> dict:
+        """One D and one G update under ``train.precision``'s autocast; the logs are detached 0-d
+        tensors on the device (the loop reads them at evaluations: no host sync per step)."""
         batch = self.batch(self.step_count)
         self.g.requires_grad_(False)
         for net in self.d_nets:
             net.requires_grad_(True)
-        d_loss, d_logs = self.d_terms(batch, self.fakes(batch))
+        with self.accel.autocast():
+            d_loss, d_logs = self.d_terms(batch, self.fakes(batch))
         self.d_optim.zero_grad(set_to_none=True)
         d_loss.backward()
         self.grad_sync([p for net in self.d_nets for p in net.parameters()])
@@ -150,7 +163,8 @@ class LabelToImage(Method):
         for net in self.d_nets:
             net.requires_grad_(False)  # G's terms never train a discriminator (see semipaired's ablation B)
         self.g_optim.zero_grad(set_to_none=True)
-        g_loss, g_logs = self.g_terms(batch)
+        with self.accel.autocast():
+            g_loss, g_logs = self.g_terms(batch)
         g_loss.backward()
         self.grad_sync(list(self.g.parameters()))
         self.g_optim.step()
@@ -159,7 +173,7 @@ class LabelToImage(Method):
             update_ema(self.g_ema, self.g, warmup_decay(decay, self.step_count) if self.train.ema_warmup else decay)
         self.after_g_step()
         self.step_count += 1
-        return {**d_logs, **g_logs, "loss/g_total": g_loss.item()}
+        return {**d_logs, **g_logs, "loss/g_total": g_loss.detach()}
 
     def after_g_step(self) -> None:
         """Hook for updates that follow G's (ablation B's D_c update)."""

@@ -34,19 +34,19 @@ class Method(LabelToImage):
         x, t, fake = batch["x_p"], batch["t_p"], fakes["t_p"]
         real_logits, fake_logits = self.d_c(x), self.d_c(fake)
         loss = oasis_d_loss(real_logits, fake_logits, t, self.class_weights(t))
-        logs = {"loss/d_c": loss.item()}
+        logs = {"loss/d_c": loss.detach()}
         if self.cfg.lambda_labelmix > 0:
             mask = labelmix_mask(t, self.torch_rng)
             l_lm = labelmix_loss(mask, self.d_c(labelmix_images(mask, x, fake)), real_logits, fake_logits)
-            loss, logs["loss/labelmix"] = loss + self.cfg.lambda_labelmix * l_lm, l_lm.item()
+            loss, logs["loss/labelmix"] = loss + self.cfg.lambda_labelmix * l_lm, l_lm.detach()
         return loss, logs
 
     def g_terms(self, batch):
         t = batch["t_p"]
         fake = self.g(t, self.z(len(t)))
         loss = oasis_g_loss(self.d_c(fake), t, self.class_weights(t))
-        logs = {"loss/g_c": loss.item()}
+        logs = {"loss/g_c": loss.detach()}
         if self.vgg is not None:
             l_vgg = self.vgg(fake, batch["x_p"])
-            loss, logs["loss/vgg"] = loss + self.cfg.lambda_vgg * l_vgg, l_vgg.item()
+            loss, logs["loss/vgg"] = loss + self.cfg.lambda_vgg * l_vgg, l_vgg.detach()
         return loss, logs

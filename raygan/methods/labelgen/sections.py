@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from raygan.config import knob
 from raygan.errors import UserError
 from raygan.losses.segmentation import CLASS_BALANCE
+from raygan.models.accel import DeviceKnobs
 
 
 
@@ -43,7 +44,7 @@ class ModelConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(DeviceKnobs):
     steps: int = knob(2000, lo=1, hi=10_000_000)
     batch_size: int = knob(8, lo=1, hi=4096, help="paired and unpaired batch size (paper: 8)")
     lr_g: float = knob(1e-4, lo=0.0, lo_open=True, hi=1.0, help="paper: 1e-4")

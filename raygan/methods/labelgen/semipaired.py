@@ -69,10 +69,10 @@ class Method(LabelToImage):
         l_dc = oasis_d_loss(self.d_c(batch["x_p"]), self.d_c(fakes["t_p"]), batch["t_p"],
                             self.class_weights(batch["t_p"]))
         l_du = unconditional_d_loss(self.d_u(batch["x_u"]), self.d_u(fakes["t_u"]))
-        loss, logs = l_dc + l_du, {"loss/d_c": l_dc.item(), "loss/d_u": l_du.item()}
+        loss, logs = l_dc + l_du, {"loss/d_c": l_dc.detach(), "loss/d_u": l_du.detach()}
         if self.s is not None:  # ablation A: S learns to segment the real pairs
             l_s = F.cross_entropy(self.s(batch["x_p"])[:, : self.n], batch["t_p"].argmax(1))
-            loss, logs["loss/s"] = loss + l_s, l_s.item()
+            loss, logs["loss/s"] = loss + l_s, l_s.detach()
         return loss, logs
 
     def g_terms(self, batch):
@@ -83,10 +83,10 @@ class Method(LabelToImage):
         l_adv = oasis_g_loss(logits, batch["t_p"], self.class_weights(batch["t_p"]))
         l_fm = feature_matching(feats_real, feats_fake)
         loss = l_adv + self.lambda_fm * l_fm
-        logs = {"loss/g_c": l_adv.item(), "loss/fm": l_fm.item()}
+        logs = {"loss/g_c": l_adv.detach(), "loss/fm": l_fm.detach()}
         if self.vgg is not None:
             l_vgg = self.vgg(fake_p, batch["x_p"])
-            loss, logs["loss/vgg"] = loss + self.cfg.lambda_vgg * l_vgg, l_vgg.item()
+            loss, logs["loss/vgg"] = loss + self.cfg.lambda_vgg * l_vgg, l_vgg.detach()
 
         fake_u = self.g(batch["t_u"], self.z(len(batch["t_u"])))
         if self.cfg.ablation == "B":  # the cycle gradient reaches D_c's parameters too
@@ -95,7 +95,7 @@ class Method(LabelToImage):
         l_cyc = cycle_loss(self.reverse(fake_u), batch["t_u"])
         l_u = unconditional_g_loss(self.d_u(fake_u))
         loss = loss + self.cfg.lambda_cyc * l_cyc + self.cfg.lambda_u * l_u
-        logs.update({"loss/cyc": l_cyc.item(), "loss/g_u": l_u.item()})
+        logs.update({"loss/cyc": l_cyc.detach(), "loss/g_u": l_u.detach()})
         return loss, logs
 
     def after_g_step(self):

@@ -32,5 +32,5 @@ class Method(oasis.Method):
         z = self.z(b)
         l_tcr = transform_consistency(self.g(random_flip_crop(t_u, params, labels=True), z),
                                       random_flip_crop(self.g(t_u, z), params))
-        logs["loss/tcr"] = l_tcr.item()
+        logs["loss/tcr"] = l_tcr.detach()
         return loss + self.cfg.lambda_tcr * l_tcr, logs

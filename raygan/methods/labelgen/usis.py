@@ -25,7 +25,7 @@ class Method(LabelToImage):
 
     def d_terms(self, batch, fakes):
         loss = unconditional_d_loss(self.d_u(batch["x_u"]), self.d_u(fakes["t_u"]))
-        return loss, {"loss/d_u": loss.item()}
+        return loss, {"loss/d_u": loss.detach()}
 
     def g_terms(self, batch):
         fake = self.g(batch["t_u"], self.z(len(batch["t_u"])))
@@ -33,7 +33,7 @@ class Method(LabelToImage):
         self.s.zero_grad(set_to_none=True)
         l_cyc = cycle_loss(self.s(fake), batch["t_u"])
         l_u = unconditional_g_loss(self.d_u(fake))
-        return l_u + self.cfg.lambda_cyc * l_cyc, {"loss/cyc": l_cyc.item(), "loss/g_u": l_u.item()}
+        return l_u + self.cfg.lambda_cyc * l_cyc, {"loss/cyc": l_cyc.detach(), "loss/g_u": l_u.detach()}
 
     def after_g_step(self):
         self.grad_sync(list(self.s.parameters()))
