@@ -186,3 +186,12 @@ def test_refresh_is_idempotent_and_leaves_spectral_norm_alone():
     for k, v in m.g_ema.state_dict().items():
         assert torch.equal(v, first[k]), k
     assert any(k.endswith("._u") for k in first)  # there is spectral norm (power-iteration vectors) to leave alone
+
+
+def test_semipaired_labelmix_is_opt_in():
+    off, on = make("semipaired"), make("semipaired", lambda_labelmix=10.0)
+    batch = off.batch(0)
+    fakes = off.fakes(batch)
+    _, logs_off = off.d_terms(batch, fakes)
+    loss_on, logs_on = on.d_terms(batch, fakes)
+    assert "loss/labelmix" not in logs_off and float(logs_on["loss/labelmix"]) > 0

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from raygan.methods.base import Method, load_optimizer
-from raygan.losses.segmentation import balance_weights
+from raygan.losses.segmentation import balance_weights, labelmix_images, labelmix_loss, labelmix_mask
 from raygan.methods.labelgen.sections import TrainConfig
 from raygan.models.accel import resolve, to_device
 from raygan.models.ema import refresh_batchnorm, update_ema, warmup_decay
@@ -119,6 +119,13 @@ class LabelToImage(Method):
     def class_weights(self, onehot: torch.Tensor) -> torch.Tensor:
         """D_c's class-balancing weights [N] for a batch of label maps (``train.class_balance``)."""
         return balance_weights(onehot, self.train.class_balance)
+
+    def labelmix(self, x: torch.Tensor, fake: torch.Tensor, onehot: torch.Tensor,
+                 real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        """OASIS's LabelMix term L_LM of D_c for a paired batch (losses/segmentation.py), its
+        class-to-side mask drawn from the training RNG."""
+        mask = labelmix_mask(onehot, self.torch_rng)
+        return labelmix_loss(mask, self.d_c(labelmix_images(mask, x, fake)), real_logits, fake_logits)
 
     def z(self, batch: int) -> torch.Tensor | None:
         if not self.model.z_dim:

@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from raygan.config import knob
-from raygan.losses.segmentation import (labelmix_images, labelmix_loss, labelmix_mask, oasis_d_loss,
-                                        oasis_g_loss)
+from raygan.losses.segmentation import oasis_d_loss, oasis_g_loss
 from raygan.methods.labelgen import harness
 from raygan.methods.labelgen.harness import LabelToImage
 
@@ -36,8 +35,7 @@ class Method(LabelToImage):
         loss = oasis_d_loss(real_logits, fake_logits, t, self.class_weights(t))
         logs = {"loss/d_c": loss.detach()}
         if self.cfg.lambda_labelmix > 0:
-            mask = labelmix_mask(t, self.torch_rng)
-            l_lm = labelmix_loss(mask, self.d_c(labelmix_images(mask, x, fake)), real_logits, fake_logits)
+            l_lm = self.labelmix(x, fake, t, real_logits, fake_logits)
             loss, logs["loss/labelmix"] = loss + self.cfg.lambda_labelmix * l_lm, l_lm.detach()
         return loss, logs
 

@@ -44,6 +44,7 @@ class Config:
     rare_sampling: str = knob("first", choices=["first", "second", "never"],
                               help="when paired images are drawn by rare-class probability")
     rare_mode: str = knob("sum", choices=["sum", "max"], help="p̃_k: sum over classes (paper) or max")
+    lambda_labelmix: float = knob(0.0, lo=0.0, help="OASIS's LabelMix on D_c (not in the paper: 0; OASIS: 10)")
     ablation: str = knob("none", choices=ABLATIONS, help="one row of the paper's Table 2 (see the module doc)")
 
 
@@ -66,10 +67,14 @@ class Method(LabelToImage):
         return self.sampler.indices(step, batch)
 
     def d_terms(self, batch, fakes):
-        l_dc = oasis_d_loss(self.d_c(batch["x_p"]), self.d_c(fakes["t_p"]), batch["t_p"],
-                            self.class_weights(batch["t_p"]))
+        x, t, fake = batch["x_p"], batch["t_p"], fakes["t_p"]
+        real_logits, fake_logits = self.d_c(x), self.d_c(fake)
+        l_dc = oasis_d_loss(real_logits, fake_logits, t, self.class_weights(t))
         l_du = unconditional_d_loss(self.d_u(batch["x_u"]), self.d_u(fakes["t_u"]))
         loss, logs = l_dc + l_du, {"loss/d_c": l_dc.detach(), "loss/d_u": l_du.detach()}
+        if self.cfg.lambda_labelmix > 0:  # not in the paper: OASIS's regulariser, for the comparison
+            l_lm = self.labelmix(x, fake, t, real_logits, fake_logits)
+            loss, logs["loss/labelmix"] = loss + self.cfg.lambda_labelmix * l_lm, l_lm.detach()
         if self.s is not None:  # ablation A: S learns to segment the real pairs
             l_s = F.cross_entropy(self.s(batch["x_p"])[:, : self.n], batch["t_p"].argmax(1))
             loss, logs["loss/s"] = loss + l_s, l_s.detach()
