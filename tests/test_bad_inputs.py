@@ -266,7 +266,7 @@ def pack_src_missing(tmp, packed):
 def pack_corrupt_image(tmp, packed):
     img = _dataset(tmp, "cocostuff")[1][0]
     img.write_bytes(b"this is not a JPEG")
-    return _pack("cocostuff"), str(img), "unreadable or corrupt image (UnidentifiedImageError)"
+    return _pack("cocostuff"), str(img), "unreadable or corrupt image (not an image file PIL recognises); expected a complete JPEG or PNG"
 
 
 @case
@@ -274,7 +274,7 @@ def pack_truncated_png(tmp, packed):
     img = _dataset(tmp, "cityscapes")[2][0]
     data = img.read_bytes()
     img.write_bytes(data[: len(data) * 2 // 3])
-    return _pack("cityscapes"), str(img), "unreadable or corrupt image (OSError)"
+    return _pack("cityscapes"), str(img), "unreadable or corrupt image (OSError: image file is truncated"
 
 
 @case
@@ -282,7 +282,7 @@ def pack_truncated_jpeg(tmp, packed):
     img = _dataset(tmp, "ade20k")[0][0]
     data = img.read_bytes()
     img.write_bytes(data[: len(data) * 2 // 3])
-    return _pack("ade20k"), str(img), "unreadable or corrupt image (OSError)"
+    return _pack("ade20k"), str(img), "unreadable or corrupt image (OSError: Truncated File Read); expected a complete JPEG or PNG"
 
 
 @case
