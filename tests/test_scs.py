@@ -143,7 +143,7 @@ def test_scs_self_shift_and_name(kind):
     assert S.scs(x, x, edges, batch_size=2) == pytest.approx(1.0, abs=1e-9)
     assert S.scs(x, shifted, edges) < 0.9
     # batching does not change the mean
-    assert S.scs(x, shifted, edges, batch_size=2) == pytest.approx(S.scs(x, shifted, edges), abs=1e-9)
+    assert S.scs(x, shifted, edges, batch_size=2) == pytest.approx(S.scs(x, shifted, edges), abs=1e-7)  # float32 sums
     # two flat images: no edges on either side counts as fully consistent
     flat = torch.zeros(2, 3, 16, 16)
     assert S.scs(flat, flat, edges) == 1.0

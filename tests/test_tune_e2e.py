@@ -151,10 +151,12 @@ def test_semipaired_search_streams_packed_unpaired_sets(tmp_path, capsys, monkey
     assert {p["data/streamed_rows"] for p in progress if p["step"] == 4} == {2 * 4 * 4}  # 4 steps x 2 sets x 4 rows
 
     # `raygan eval` on a trial folder rebuilds the trial's own evaluation (its sampled knobs,
-    # its last checkpoint, which the one-worker trial kept in its Tune folder)
+    # the checkpoint of its best evaluation, best/state.pt: search.scope best)
     trial = min((out / "streamed").glob("_trial_*"))
-    final = json.loads((trial / "result.json").read_text().splitlines()[-1])
+    reports = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+    best = reports[-1]["best/miou_segnet"]
+    assert best == pytest.approx(max(r["miou_segnet"] for r in reports if r["step"] > 0))
     assert main(["eval", str(trial), "--samples", "40"]) == 0  # the trial evaluated on 40
     (written,) = trial.rglob("eval_*.json")
     scores = {s["metric"]: s["value"] for s in json.loads(written.read_text())["scores"]}
-    assert scores["miou_segnet"] == pytest.approx(final["miou_segnet"])
+    assert scores["miou_segnet"] == pytest.approx(best)
