@@ -7,7 +7,9 @@ this check catches it.
 Spread = mean pairwise distance of 64 samples (fixed z and noise) after 4x4
 average pooling, i.e. of their 8x8 layouts (pixel noise averages out), relative
 to the source's. 90 steps at lr 0.005 without EMA or path-length regularisation
-(to move fast); measured: TGAN 0.85, DCL 0.91, DCL with d_cl2 min 0.68.
+(to move fast); measured at b8be295: TGAN 0.98, DCL 1.13, DCL with d_cl2 min 0.62 (two
+threads: 0.91, 1.03, 0.54). At lr 0.005 the spreads are chaotic in the first ~60 steps (45
+steps: TGAN 1.21, DCL 0.96): fewer steps would make the guard a coin toss.
 """
 import dataclasses
 

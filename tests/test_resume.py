@@ -1,5 +1,6 @@
-"""`raygan tune` killed (SIGKILL) mid-search, then `raygan tune --resume`: finished trials
-are kept as they were, the interrupted one continues from its last checkpoint."""
+"""`raygan tune` killed (SIGKILL) mid-search, its results folder moved, then `raygan tune
+--resume` on the moved folder: finished trials are kept as they were, the interrupted one
+continues from its last checkpoint, in the same Optuna study (the moved folder's)."""
 import csv
 import json
 import os
@@ -12,16 +13,18 @@ import textwrap
 import time
 
 import pytest
+from optuna_study import check_trials, read_study
 from ray_processes import kill_leftovers
 
 from raygan.cli import main
+from raygan.search_space import load_experiment
 
 pytest.importorskip("ray")
 
 SPACE = """
 name: resumed
 method: {name: dcl, lambda1: {loguniform: [0.5, 5.0]}}
-train: {steps: 16, batch_size: 2, eval_every: 2, eval_samples: 20, torch_threads: 1}
+train: {steps: 20, batch_size: 2, eval_every: 2, eval_samples: 20, torch_threads: 1}
 search: {num_samples: 2, max_concurrent: 1}
 scaling: {cpus_per_worker: 0.5}
 """
@@ -64,12 +67,15 @@ def _trace(trial_dir):
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_killed_tune_driver_resumes_without_rerunning_finished_trials(tmp_path, capsys):
+def test_killed_tune_driver_resumes_from_a_moved_folder_without_rerunning_finished_trials(tmp_path, capsys):
+    import optuna
+
     from raygan.orchestrate.diagnostics import TRACE_ENV
+    from raygan.orchestrate.study import STUDY_FILE
 
     space = tmp_path / "resumed.yaml"
     space.write_text(textwrap.dedent(SPACE))
-    out = tmp_path / "out"
+    out, moved = tmp_path / "out", tmp_path / "moved"
     exp_dir = out / "resumed"
 
     # --resume with nothing to resume: a one-line error, nothing written
@@ -80,9 +86,9 @@ def test_killed_tune_driver_resumes_without_rerunning_finished_trials(tmp_path, 
     ray_tmp = tempfile.mkdtemp(prefix="rg", dir="/tmp")  # short: Ray's socket paths live under it
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(RAY_TMPDIR=ray_tmp, RAY_TRAIN_HEALTH_CHECK_INTERVAL_S="0.2", **{TRACE_ENV: "1"})
-    cmd = [sys.executable, "-m", "raygan.cli", "tune", str(space), "--output", str(out)]
+    cmd = [sys.executable, "-m", "raygan.cli", "tune", str(space)]
     try:
-        driver = subprocess.Popen(cmd, env=env, start_new_session=True,
+        driver = subprocess.Popen(cmd + ["--output", str(out)], env=env, start_new_session=True,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # Kill once one trial has finished (in the saved state) and the other has a checkpoint.
         deadline = time.time() + 400
@@ -95,6 +101,10 @@ def test_killed_tune_driver_resumes_without_rerunning_finished_trials(tmp_path, 
             if done and running and _has_checkpoint(exp_dir, running[0]):
                 break
             time.sleep(0.2)
+        seen = time.time()  # the searcher's state is saved with the experiment's, every 2 s
+        while not any(f.stat().st_mtime > seen for f in exp_dir.glob("searcher-state-*.pkl")):
+            assert time.time() < seen + 10, "the searcher's state was not saved"
+            time.sleep(0.1)
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
         time.sleep(1)
@@ -102,9 +112,15 @@ def test_killed_tune_driver_resumes_without_rerunning_finished_trials(tmp_path, 
         (finished,), (interrupted,) = done, running
         before = (_trial_dir(exp_dir, finished) / "result.json").read_bytes()
         assert not (exp_dir / "results.csv").exists()
+        study_before = read_study(exp_dir, "resumed")
+        assert sorted(t.state.name for t in study_before.trials) == ["COMPLETE", "RUNNING"]
 
-        resumed = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=400)
+        shutil.move(str(out), str(moved))
+        exp_dir = moved / "resumed"
+        resumed = subprocess.run(cmd + ["--output", str(moved), "--resume"], env=env, capture_output=True,
+                                 text=True, timeout=400)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert "raygan: Ray: a new local instance" in resumed.stdout
     finally:
         kill_leftovers(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
@@ -119,5 +135,15 @@ def test_killed_tune_driver_resumes_without_rerunning_finished_trials(tmp_path, 
     starts = [e for e in _trace(_trial_dir(exp_dir, interrupted)) if e["event"] == "start"]
     reported = [e["step"] for e in _trace(_trial_dir(exp_dir, interrupted)) if e["event"] == "report"]
     assert len(starts) == 2 and starts[0]["restored_step"] is None
-    assert starts[1]["restored_step"] in reported and 2 <= starts[1]["restored_step"] < 16
-    assert reported[-1] == 16
+    assert starts[1]["restored_step"] in reported and 2 <= starts[1]["restored_step"] < 20
+    assert reported[-1] == 20
+
+    # the same Optuna study continued, the moved folder's; nothing written where the folder was
+    assert not out.exists()
+    study = read_study(exp_dir, "resumed")
+    assert [t.number for t in study.trials] == [t.number for t in study_before.trials]
+    done = next(t for t in study_before.trials if t.state == optuna.trial.TrialState.COMPLETE)
+    assert study.trials[done.number].values == done.values  # the finished trial, as it was
+    assert study.trials[done.number].datetime_complete == done.datetime_complete
+    check_trials(study, load_experiment(space), exp_dir)
+    assert (exp_dir / STUDY_FILE).is_file()
