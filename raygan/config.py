@@ -146,6 +146,23 @@ class SearchConfig:
     perturbation_interval: int = knob(2, lo=1, help="PBT: evaluations between exploit/explore steps")
     max_concurrent: int = knob(2, lo=1)
     seed: int = knob(0, lo=0)
+    # Seed noise (orchestrate/replicates.py, raygan/stats.py): a configuration is trained on
+    # `repeats` seeds and judged by their statistic; the final ranking says what is within noise.
+    repeats: int = knob(1, lo=1, help="seeds each configuration trains on (train.seed, train.seed+1, ...), in "
+                                      "parallel; every report is over the seeds")
+    repeat_data: bool = knob(False, help="the seeds also draw other shots / splits (data.seed + i)")
+    statistic: str = knob("mean", choices=["mean", "median", "pessimistic"],
+                          help="what the searcher and schedulers see of the seeds' values; pessimistic: "
+                               "the mean one standard error towards worse")
+    window: int = knob(1, lo=1, help="scope best: rank a run by the mean of the objective over this many "
+                                     "consecutive evaluations (1: its single best evaluation)")
+    tie_alpha: float = knob(0.05, lo=0.0, hi=0.5, lo_open=True,
+                            help="a configuration is tied with rank 1 unless Welch's t-test (one-sided) "
+                                 "says it is worse at this level")
+    confirm_top: int = knob(0, lo=0, help="after the search, the best this many configurations run on fresh "
+                                          "seeds until rank 1 is separated (0: no confirmation)")
+    confirm_seeds: int = knob(3, lo=1, help="fresh seeds per configuration per confirmation round")
+    confirm_rounds: int = knob(2, lo=1, help="confirmation rounds at most (the stage's budget)")
 
     @property
     def objectives(self) -> list[tuple[str, str]]:
@@ -161,7 +178,10 @@ class SearchConfig:
     def describe(self) -> str:
         text = " and ".join(f"{m} ({d})" for m, d in self.objectives)
         text = f"{text}, Pareto front" if self.multi_objective else text
-        return f"{text}; each trial at its {self.scope} evaluation"
+        at = f"{self.scope} evaluation" if self.scope == "last" or self.window == 1 else \
+            f"best window of {self.window} evaluations"
+        over = f", {self.statistic} of {self.repeats} seeds" if self.repeats > 1 else ""
+        return f"{text}; each trial at its {at}{over}"
 
     def validate(self, where, section):
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
@@ -182,6 +202,12 @@ class SearchConfig:
             raise UserError(where, f"{section}.scheduler: pbt explores by itself and cannot be combined with "
                                    f"searcher {self.searcher} (the default is tpe); set searcher: random, from "
                                    "which PBT draws its first population")
+        if self.confirm_top == 1:
+            raise UserError(where, f"{section}.confirm_top: confirming one configuration compares it with "
+                                   "nothing; expected 0 (off) or at least 2")
+        if self.confirm_top and self.scheduler == "pbt":
+            raise UserError(where, f"{section}.confirm_top: PBT's trials change their knobs as they train, so "
+                                   "there is no configuration to rerun; use fifo or asha")
         if "diversity_at_saturation" in metrics and self.scheduler != "fifo":
             raise UserError(where, f"{section}.scheduler: diversity_at_saturation has no value before realism "
                                    f"saturates, so {self.scheduler} cannot compare trials by it; use fifo")

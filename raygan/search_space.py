@@ -218,6 +218,7 @@ def load_experiment(path) -> Experiment:
         trial["method"] = {}
     trial["method"]["name"] = mname
     run = {s: C.build(cls, doc.get(s), where, s) for s, cls in RUN_SECTIONS.items()}
+    _check_repeats(run["search"], run["scaling"], space, where)
     given = doc.get("search") or {}
     if "metric" not in given:  # the family's own objective (mode too, unless given)
         metric, mode = family_of(mname).default_objective(trial)
@@ -227,6 +228,21 @@ def load_experiment(path) -> Experiment:
         raise UserError(where, f"name: expected letters, digits, '-' or '_', got {name!r}")
     label = "|".join(space["method.name"].args) if "method.name" in space else mname
     return Experiment(where, name, label, trial, space, **run)
+
+
+def _check_repeats(search: C.SearchConfig, scaling: C.ScalingConfig, space: dict, where: str) -> None:
+    """The seed-noise knobs against the rest of the file (orchestrate/replicates.py)."""
+    if search.repeats > 1 and scaling.num_workers > 1:
+        raise UserError(where, f"search.repeats: {search.repeats} seeds of a {scaling.num_workers}-worker run are not "
+                               "supported; use scaling.num_workers 1 (each seed is one process) or repeats 1")
+    if search.repeats > 1 and "train.seed" in space:
+        raise UserError(where, "search.repeats: train.seed is already a search dimension; the repeats set it "
+                               "(train.seed, train.seed + 1, ...): use one or the other")
+    if search.repeat_data and "data.seed" in space:
+        raise UserError(where, "search.repeat_data: data.seed is already a search dimension; use one or the other")
+    if search.window > 1 and search.scope != "best":
+        raise UserError(where, f"search.window: {search.window} evaluations rank a run under scope best; "
+                               "scope last ranks it by its last evaluation")
 
 
 def resolve(trial_config: dict, sampled: dict) -> dict:

@@ -119,7 +119,8 @@ def run_worker(config: dict, session, rank: int, world: int, device, dataset_sha
             session.report(metrics, checkpoint=session.Checkpoint.from_directory(d))
 
     log_dir = runtime["log_dir"] if rank == 0 else None
-    best = BestEvaluation(runtime["best_of"], log_dir) if runtime["best_of"] and log_dir else None
+    best = (BestEvaluation(runtime["best_of"], log_dir, window=runtime["best_window"])
+            if runtime["best_of"] and log_dir else None)
     hooks = Hooks(report=report, restore=restore, rank=rank, world_size=world, dataset_shard=dataset_shard,
                   grad_sync=grad_sync, log_dir=log_dir, device=str(device), progress=progress, best=best)
     try:
@@ -132,11 +133,12 @@ def run_worker(config: dict, session, rank: int, world: int, device, dataset_sha
 
 
 def _with_runtime(config: dict, scaling, run_dir: Path, log_dir: str | None, label: str, streams: bool,
-                  best_of=()) -> dict:
+                  best_of=(), window: int = 1) -> dict:
     """The config plus what a worker needs besides the method's knobs; ``best_of``: the search's
-    (metric, mode) objectives when the trial keeps its best evaluation (search.scope best)."""
+    (metric, mode) objectives when the trial keeps its best evaluation (search.scope best), judged
+    over ``window`` evaluations (search.window)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    return dict(config, _runtime={"best_of": [list(o) for o in best_of],
+    return dict(config, _runtime={"best_of": [list(o) for o in best_of], "best_window": window,
         "torch_threads": config["train"]["torch_threads"] or max(1, round(scaling.cpus_per_worker)),
         "use_gpu": scaling.use_gpu, "log_dir": log_dir, "label": label, "streams": streams,
         "stop_file": str(run_dir / STOP_FILE),
@@ -159,7 +161,7 @@ def _raise_if_stopped(run_dir: Path) -> None:
         raise NonFiniteLoss((run_dir / STOP_FILE).read_text())
 
 
-def train_in_trial(config: dict, scaling, log_dir: str, label: str, best_of=()) -> None:
+def train_in_trial(config: dict, scaling, log_dir: str, label: str, best_of=(), window: int = 1) -> None:
     """One worker without Ray Train: the loop runs in the calling Tune trial's own
     process, which Tune reuses from trial to trial (imports and caches stay warm), and
     reports and checkpoints straight to Tune. A Train run would add a controller and a
@@ -170,14 +172,15 @@ def train_in_trial(config: dict, scaling, log_dir: str, label: str, best_of=()) 
 
     datasets = _datasets(config)
     run_dir = Path(log_dir)
-    config = _with_runtime(config, scaling, run_dir, log_dir, label, streams=bool(datasets), best_of=best_of)
+    config = _with_runtime(config, scaling, run_dir, log_dir, label, streams=bool(datasets), best_of=best_of,
+                           window=window)
     device = torch.device("cuda" if scaling.use_gpu else "cpu")  # Tune gave this process its GPU
     run_worker(config, tune, 0, 1, device, datasets.__getitem__ if datasets else None)
     _raise_if_stopped(run_dir)
 
 
 def fit_trial(config: dict, scaling, name: str, storage: str, log_dir: str | None,
-              callbacks=(), label: str = "train", best_of=()):
+              callbacks=(), label: str = "train", best_of=(), window: int = 1):
     """Run one config through a TorchTrainer (blocking); returns Train's Result.
     Raises raygan.train.loop.NonFiniteLoss when a loss diverged."""
     import ray.train
@@ -185,7 +188,8 @@ def fit_trial(config: dict, scaling, name: str, storage: str, log_dir: str | Non
 
     datasets = _datasets(config)
     run_dir = Path(log_dir) if log_dir else Path(storage) / name
-    config = _with_runtime(config, scaling, run_dir, log_dir, label, streams=bool(datasets), best_of=best_of)
+    config = _with_runtime(config, scaling, run_dir, log_dir, label, streams=bool(datasets), best_of=best_of,
+                           window=window)
     data_kwargs = {}
     if datasets:
         from raygan.data.streams import data_config

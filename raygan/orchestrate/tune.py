@@ -18,10 +18,11 @@ TRIAL_CPUS = 0.01  # a trial that runs Ray Train only waits on its TorchTrainer;
 DATA_CPUS = 1.0  # kept free for Ray Data when trials stream their unpaired sets
 
 
-def _trial(params: dict, *, base: dict, scaling, exp_dir: str, objectives=(), scope: str = "last") -> None:
+def _trial(params: dict, *, base: dict, scaling, exp_dir: str, search) -> None:
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from raygan.orchestrate.replicates import train_replicates
     from raygan.orchestrate.results import STOPPED
     from raygan.orchestrate.train import fit_trial, train_in_trial
     from raygan.train.best import BestEvaluation
@@ -32,14 +33,18 @@ def _trial(params: dict, *, base: dict, scaling, exp_dir: str, objectives=(), sc
     # local working copy that is never synced when Tune reuses actors).
     trial_dir = Path(exp_dir) / Path(ctx.get_trial_dir()).name
     label = f"trial {ctx.get_trial_id()}"
-    best_of = objectives if scope == "best" else ()
+    objectives = search.objectives
+    best_of = objectives if search.scope == "best" else ()
     try:
-        if trains_in_trial(scaling):
-            train_in_trial(resolve(base, params), scaling, log_dir=str(trial_dir), label=label, best_of=best_of)
+        if search.repeats > 1:  # one configuration, several seeds at once (orchestrate/replicates.py)
+            train_replicates(resolve(base, params), scaling, search, trial_dir, label)
+        elif trains_in_trial(scaling):
+            train_in_trial(resolve(base, params), scaling, log_dir=str(trial_dir), label=label, best_of=best_of,
+                           window=search.window)
         else:  # a stable Train run name per trial, so a restarted trial finds its checkpoints
             fit_trial(resolve(base, params), scaling, name=f"train_{ctx.get_trial_id()}",
                       storage=str(Path(exp_dir) / "_train"), log_dir=str(trial_dir),
-                      callbacks=[TuneReportCallback()], label=label, best_of=best_of)
+                      callbacks=[TuneReportCallback()], label=label, best_of=best_of, window=search.window)
     except NonFiniteLoss as e:
         # A diverged trial has finished (its status says why), not failed: neither
         # retried nor resumed. Tune wants the searched metrics in every result; under
@@ -64,10 +69,25 @@ def trains_in_trial(scaling) -> bool:
     return scaling.num_workers == 1
 
 
-def trial_resources(scaling) -> dict:
+def trial_resources(scaling, repeats: int = 1):
+    """What Tune reserves for one trial: its own process's share, or, with ``search.repeats`` > 1,
+    a placement group with a bundle for the trial and one per seed (its tasks run there)."""
+    if repeats > 1:
+        from ray.tune import PlacementGroupFactory
+
+        seed = {"CPU": scaling.cpus_per_worker, **({"GPU": 1} if scaling.use_gpu else {})}
+        return PlacementGroupFactory([{"CPU": TRIAL_CPUS}] + [dict(seed) for _ in range(repeats)])
     if trains_in_trial(scaling):
         return {"cpu": scaling.cpus_per_worker, "gpu": 1 if scaling.use_gpu else 0}
     return {"cpu": TRIAL_CPUS}
+
+
+def cpus_per_trial(scaling, repeats: int = 1) -> float:
+    if repeats > 1:
+        return TRIAL_CPUS + repeats * scaling.cpus_per_worker
+    if trains_in_trial(scaling):
+        return scaling.cpus_per_worker
+    return TRIAL_CPUS + scaling.num_workers * scaling.cpus_per_worker
 
 
 def set_ray_env() -> None:
@@ -87,7 +107,7 @@ def fit_concurrency(exp: Experiment, cluster_cpus: float, cluster_gpus: float = 
     from raygan.registry import family_of
 
     sc = exp.scaling
-    per_trial = sc.cpus_per_worker if trains_in_trial(sc) else TRIAL_CPUS + sc.num_workers * sc.cpus_per_worker
+    per_trial = cpus_per_trial(sc, exp.search.repeats)
     streams = family_of(exp.methods[0]).streams(exp.trial_config)
     # Ray Data's read tasks stall when the trials' Train workers leave less than a
     # whole CPU free (measured: 2 trials x 0.51 CPU on 2 cores hang on the first
@@ -96,11 +116,14 @@ def fit_concurrency(exp: Experiment, cluster_cpus: float, cluster_gpus: float = 
     if streams and fits < 1:
         fits = 1  # the first trial always runs; its data tasks then share the CPUs
     if fits < 1:
-        raise UserError(exp.path, f"scaling: one trial needs {per_trial:g} CPUs, the Ray cluster has {cluster_cpus:g}")
+        seeds = f" ({exp.search.repeats} seeds x {sc.cpus_per_worker:g})" if exp.search.repeats > 1 else ""
+        raise UserError(exp.path, f"scaling: one trial needs {per_trial:g} CPUs{seeds}, the Ray cluster has "
+                                  f"{cluster_cpus:g}")
     if sc.use_gpu:
-        fits = min(fits, int(cluster_gpus // sc.num_workers))
+        gpus = sc.num_workers * exp.search.repeats
+        fits = min(fits, int(cluster_gpus // gpus))
         if fits < 1:
-            raise UserError(exp.path, f"scaling: one trial needs {sc.num_workers} GPU(s) (use_gpu), the Ray cluster "
+            raise UserError(exp.path, f"scaling: one trial needs {gpus} GPU(s) (use_gpu), the Ray cluster "
                                       f"has {cluster_gpus:g}; start the GPU workers first (cluster min_workers)")
     if fits < exp.search.max_concurrent:
         print(f"raygan: {fits} trial(s) at a time fit {cluster_cpus:g} CPUs "
@@ -270,8 +293,8 @@ def run_search(exp: Experiment, resume: bool = False, address: str | None = None
               f"(the Ray cluster has {gpus:g} GPUs)", flush=True)
     trainable = tune.with_resources(
         tune.with_parameters(_trial, base=exp.trial_config, scaling=exp.scaling, exp_dir=str(exp_dir),
-                             objectives=exp.search.objectives, scope=exp.search.scope),
-        trial_resources(exp.scaling))
+                             search=exp.search),
+        trial_resources(exp.scaling, exp.search.repeats))
     if resume:
         # Finished (and diverged) trials stay as they are; unfinished and errored ones
         # run again and their Train runs continue from their last checkpoints.

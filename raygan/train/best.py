@@ -39,10 +39,16 @@ def best_of(metrics: dict) -> dict:
 
 
 class BestEvaluation:
-    """The record of one trial's evaluations and which one is best so far."""
+    """The record of one trial's evaluations and which one is best so far. With ``window`` w > 1
+    (``search.window``) an evaluation is scored by each objective's mean over it and the w - 1
+    evaluations before it (fewer at the start), so that one lucky evaluation between two poor
+    ones does not win; a replicated trial's objectives are windowed seed by seed and combined by
+    ``statistic`` (raygan.stats). The kept state is the window's last evaluation's."""
 
-    def __init__(self, objectives: list[tuple[str, str]], folder: str | Path | None = None):
+    def __init__(self, objectives: list[tuple[str, str]], folder: str | Path | None = None,
+                 window: int = 1, statistic: str = "mean"):
         self.objectives = list(objectives)
+        self.window, self.statistic = window, statistic
         self.folder = Path(folder) / FOLDER if folder else None
         self.evaluations: list[dict] = []  # each candidate evaluation's metrics
         self.best: dict | None = None
@@ -57,10 +63,28 @@ class BestEvaluation:
         kept = {k: v for k, v in metrics.items() if not k.startswith(("loss/", PREFIX))}
         self.evaluations.append(kept)
         names, modes = [m for m, _ in self.objectives], [d for _, d in self.objectives]
-        i = best_index([[e.get(m) for m in names] for e in self.evaluations], modes)
-        new = i is not None and self.evaluations[i] is kept
-        self.best = self.evaluations[i] if i is not None else None
-        return new
+        scored = [self._scored(i) for i in range(len(self.evaluations))]
+        i = best_index([[e.get(m) for m in names] for e in scored], modes)
+        self.best = scored[i] if i is not None else None
+        return i == len(self.evaluations) - 1
+
+    def _scored(self, i: int) -> dict:
+        """Evaluation i with each objective replaced by its value over the window ending at i."""
+        from raygan import stats
+
+        if self.window == 1:
+            return self.evaluations[i]
+        span = self.evaluations[max(0, i - self.window + 1): i + 1]
+        out = dict(self.evaluations[i])
+        for m, mode in self.objectives:
+            per_seed = [stats.seed_values(e, m) for e in span]
+            if per_seed[-1] and all(len(v) == len(per_seed[-1]) for v in per_seed):
+                values = [stats.trailing_mean(list(seed), len(span))[-1] for seed in zip(*per_seed)]
+                out.update({stats.seed_key(j, m): v for j, v in enumerate(values)})
+                out[m], out[m + stats.SEM] = stats.over_seeds(values, self.statistic, mode), stats.sem(values)
+            else:
+                out[m] = stats.trailing_mean([float(e.get(m, float("nan"))) for e in span], len(span))[-1]
+        return out
 
     def reported(self) -> dict:
         """``best/<k>`` for the best evaluation's metrics; NaN objectives before there is one
@@ -73,21 +97,26 @@ class BestEvaluation:
         """Write the record, and (for a new best) its state and sample grid, atomically."""
         if self.folder is None:
             return
-        from raygan.cache import save_atomic
-
-        self.folder.mkdir(parents=True, exist_ok=True)
-        if state is not None:
-            save_atomic(state, self.folder / STATE)
-        if samples is not None:
-            from torchvision.utils import save_image
-
-            tmp = self.folder / f".{SAMPLES}.{os.getpid()}.png"
-            save_image(samples, tmp)
-            os.replace(tmp, self.folder / SAMPLES)
+        keep(self.folder, state, samples)
         tmp = self.folder / f".{RECORD}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps({"objectives": self.objectives, "best": self.best,
                                    "evaluations": self.evaluations}, indent=1))
         os.replace(tmp, self.folder / RECORD)
+
+
+def keep(folder: Path, state: dict | None, samples=None) -> None:
+    """Write a best evaluation's state and sample grid into ``folder`` (each atomically)."""
+    from raygan.cache import save_atomic
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if state is not None:
+        save_atomic(state, folder / STATE)
+    if samples is not None:
+        from torchvision.utils import save_image
+
+        tmp = folder / f".{SAMPLES}.{os.getpid()}.png"
+        save_image(samples, tmp)
+        os.replace(tmp, folder / SAMPLES)
 
 
 def best_checkpoint(trial_folder: str | Path) -> Path | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -107,7 +107,28 @@ def write_provenance(folder: str, provenance: dict) -> None:
     path.write_text(json.dumps(provenance, indent=2, default=str))
 
 
+@dataclass
+class Evaluation:
+    """One evaluation of a training run: its metrics, the state to checkpoint (rank 0, None at
+    step 0) and the sample grid as it is now, 3x for viewing (drawn only when asked for)."""
+    metrics: dict
+    state: dict | None
+    grid: Callable[[], torch.Tensor]
+
+
 def run(cfg: dict, hooks: Hooks) -> dict:
+    """Train to the end, handing each evaluation to ``hooks.report``; returns the last metrics."""
+    metrics = {}
+    for ev in evaluations(cfg, hooks):
+        hooks.report(ev.metrics, ev.state)
+        metrics = ev.metrics
+    return metrics
+
+
+def evaluations(cfg: dict, hooks: Hooks) -> Iterator[Evaluation]:
+    """The training run as a stream of its evaluations: before the first step, every
+    ``train.eval_every`` steps and at the end (training runs on while the consumer handles each
+    one; a search's replicates are consumed in lockstep, orchestrate/replicates.py)."""
     t, method, _ = build_method(cfg, hooks.device, hooks.grad_sync, hooks.rank, hooks.dataset_shard)
     train = t["train"]
     torch.manual_seed(train.seed * 1000 + hooks.rank)
@@ -154,9 +175,9 @@ def run(cfg: dict, hooks: Hooks) -> dict:
         return metrics
 
     if method.step_count == 0:  # the curves start at the source (DCL Fig. 2); nothing to checkpoint yet
-        hooks.report(with_best(evaluate({}), None), None)
+        yield Evaluation(with_best(evaluate({}), None), None, viewing_grid)
         t0 = time.perf_counter()  # sec_per_step counts training steps (and later evaluations)
-    metrics, watch = {}, LossWatch()
+    watch = LossWatch()
     while method.step_count < train.steps:
         logs = method.step()
         step = method.step_count
@@ -165,11 +186,9 @@ def run(cfg: dict, hooks: Hooks) -> dict:
             continue
         watch.check()
         state = method.state_dict() if hooks.rank == 0 else None
-        metrics = with_best(evaluate(scalars(logs)), state)
-        hooks.report(metrics, state)
+        yield Evaluation(with_best(evaluate(scalars(logs)), state), state, viewing_grid)
     if writer is not None:
         from torchvision.utils import save_image
 
         save_image(viewing_grid(), f"{hooks.log_dir}/samples.png")  # 3x for viewing
         writer.close()
-    return metrics
