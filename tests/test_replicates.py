@@ -50,3 +50,6 @@ def test_a_trial_reports_its_seeds_mean_and_keeps_every_seed(tmp_path, capsys, m
             assert state["step"] == best["step"]
             assert list((folder / f"seed_{i}").glob("events.out.tfevents*"))
         assert (folder / "best" / "samples.png").is_file()
+    # the ranked table shows each objective's spread, and the closing line says what is within noise
+    assert "fd_shapesnet" in printed and " ± " in printed and "2 seeds each" in printed
+    assert "seeds' states" in (exp_dir / "best_config.yaml").read_text()

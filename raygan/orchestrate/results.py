@@ -22,6 +22,9 @@ EXPERIMENT_COPY = "experiment.yaml"  # the experiment file as run, beside its re
 STOPPED = "stopped"  # the result key saying why a trial stopped early (e.g. a loss became non-finite)
 
 
+NOISE = "vs_rank1"  # the ranking's column: is this configuration shown worse than rank 1 (raygan.stats)?
+
+
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}" if math.isfinite(v) else "-" if math.isnan(v) else str(v)
@@ -46,7 +49,8 @@ def ranked_rows(results, exp: Experiment) -> list[dict]:
             m = best_of(last) or ({} if last.get(STOPPED) else last)
         params = {k: v for k, v in (r.config or {}).items() if k in exp.space}
         row = {"trial": last.get("trial_id", "?"), **({"pareto_rank": ""} if multi else {}),
-               **params, **{k: v for k, v in m.items() if _is_result_metric(k)}}
+               **params, **{k: v for k, v in m.items() if _is_result_metric(k)},
+               **{k: v for k, v in m.items() if any(k.endswith("/" + o) for o, _ in objectives)}}
         row["status"] = ("error: " + str(r.error).strip().splitlines()[-1][:80] if r.error
                          else f"stopped: {last[STOPPED]}" if last.get(STOPPED) else "ok")
         row["_params"], row["_path"] = params, r.path
@@ -67,10 +71,51 @@ def ranked_rows(results, exp: Experiment) -> list[dict]:
             return (0, row["pareto_rank"], sign * row[metric]) if row["pareto_rank"] != "" else (1, 0, 0)
         v = row.get(metric)
         return (0, 0, sign * v) if finite(v) else (1, 0, 0)
-    return sorted(rows, key=key)
+    rows = sorted(rows, key=key)
+    if not multi:
+        mark_ties(rows, metric, mode, exp.search.tie_alpha)
+    return rows
+
+
+def mark_ties(rows: list[dict], metric: str, mode: str, alpha: float) -> None:
+    """Each ranked row's ``vs_rank1``: "tied (p=…)" unless Welch's one-sided t-test on the seeds'
+    values (``seed<i>/<metric>``) says it is worse than rank 1 at ``alpha``, then "worse (p=…)";
+    empty where it cannot be told (one seed per configuration)."""
+    from raygan import stats
+
+    ranked = [r for r in rows if r["_ranked"] and finite(r.get(metric))]
+    if not ranked:
+        return
+    first = stats.seed_values(ranked[0], metric)
+    ranked[0][NOISE] = "rank 1" if len(first) > 1 else ""
+    for r in ranked[1:]:
+        separated, p = stats.worse_than(first, stats.seed_values(r, metric), mode, alpha)
+        r[NOISE] = "" if separated is None else f"{'worse' if separated else 'tied'} (p={p:.2g})"
+
+
+def noise_summary(rows: list[dict], exp: Experiment) -> str:
+    """The ranking's closing line: which ranks are within seed noise of rank 1, in words."""
+    if exp.search.multi_objective:
+        return ""
+    ranked = [r for r in rows if r.get(NOISE)]
+    if not ranked:
+        return ("raygan: one seed per configuration: this ranking cannot tell real differences from seed noise "
+                "(set search.repeats, e.g. 3)")
+    tied = [i for i, r in enumerate(rows, 1) if r.get(NOISE, "").startswith("tied")]
+    how = f"Welch's t-test, one-sided, alpha {exp.search.tie_alpha:g}, {exp.search.repeats} seeds each"
+    if not tied:
+        return f"raygan: rank 1 is ahead of every other configuration beyond seed noise ({how})"
+    if tied == list(range(2, len(tied) + 2)):
+        span = f"ranks 1-{tied[-1]}" if len(tied) > 1 else "ranks 1-2"
+    else:
+        span = "rank 1 and ranks " + ", ".join(map(str, tied))
+    return f"raygan: {span} are within seed noise of each other ({how}): the search cannot tell them apart"
 
 
 def _is_result_metric(k: str) -> bool:
+    from raygan.stats import SEM
+
+    k = k[: -len(SEM)] if k.endswith(SEM) else k
     return (k in ("step", "realism", "diversity", "fd_shapesnet", "sec_per_step", "fid", "kid", "fid_shots", "is",
                   "diversity_at_saturation", "saturated_at_step")
             or k.startswith(("intra_", "fd_", "scs_", "miou_")))
@@ -81,6 +126,18 @@ def _write_csv(path: Path, rows: list[dict], cols: list[str]) -> None:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         w.writerows({c: r.get(c, "") for c in cols} for r in rows)
+
+
+def _with_sem(row: dict, cols: list[str]) -> dict:
+    """A row for printing: each metric with its standard error as "value ± sem"."""
+    from raygan.stats import SEM
+
+    out = dict(row)
+    for c in cols:
+        err = row.get(c + SEM)
+        if finite(row.get(c)) and finite(err):
+            out[c] = f"{_fmt(row[c])} ± {err:.2g}"
+    return out
 
 
 def _print_table(rows: list[dict], cols: list[str], numbered: bool = True) -> None:
@@ -170,10 +227,16 @@ def save_experiment(exp: Experiment, exp_dir: Path) -> Path:
 
 
 def write_summary(results, exp: Experiment, exp_dir: Path) -> list[dict]:
+    from raygan.stats import SEM
+
     rows = ranked_rows(results, exp)
     cols = [c for c in dict.fromkeys(k for r in rows for k in r if not k.startswith("_"))]
     _write_csv(exp_dir / "results.csv", rows, cols)
-    _print_table(rows, cols)
+    shown = [c for c in cols if not c.endswith(SEM) and "/" not in c]  # sem beside its value; seeds in the csv
+    _print_table([_with_sem(r, shown) for r in rows], shown)
+    summary = noise_summary(rows, exp)
+    if summary:
+        print("\n" + summary)
     if not (exp_dir / EXPERIMENT_COPY).exists():  # run_search keeps it from the start
         save_experiment(exp, exp_dir)
     if exp.search.multi_objective:
@@ -191,9 +254,19 @@ def write_summary(results, exp: Experiment, exp_dir: Path) -> list[dict]:
         metric = exp.search.objectives[0][0]
         how = (f"first of the Pareto front by {metric}" if exp.search.multi_objective
                else f"best trial by {exp.search.describe()}")
+        from raygan.orchestrate.replicates import SEED_FOLDER, seed_checkpoints
+
         kept = best_checkpoint(best["_path"]) if exp.search.scope == "best" and best["_path"] else None
+        if kept is None and exp.search.scope == "best" and best["_path"] and seed_checkpoints(best["_path"]):
+            kept = (f"{len(seed_checkpoints(best['_path']))} seeds' states, "
+                    f"{Path(best['_path']) / SEED_FOLDER.format('<i>') / 'best' / 'state.pt'}")
         where = (f"\n# its best evaluation, step {best.get('step')}: {kept} (train.steps {best.get('step')} "
                  "stops this run there)" if kept else "")
+        tied = [r["trial"] for r in rows if r.get(NOISE, "").startswith("tied")]
+        if tied:
+            where += f"\n# tied with it within seed noise: trial(s) {', '.join(tied)} (results.csv, {NOISE})"
+        elif not best.get(NOISE):
+            where += "\n# one seed per configuration: not tested against seed noise (search.repeats)"
         (exp_dir / "best_config.yaml").write_text(trial_yaml(
             exp, best["_params"], f"{exp.name}_best",
             f"{how}, of {exp.path}: {metric} = {_fmt(best.get(metric))} (trial {best['trial']}){where}"))
