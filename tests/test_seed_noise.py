@@ -83,7 +83,6 @@ def test_seed_noise_ties_are_calibrated_on_a_synthetic_objective():
     ("search: {repeats: 2}\nscaling: {num_workers: 2}", "not supported"),
     ("search: {repeats: 2}\ntrain: {seed: {grid: [0, 1]}}", "train.seed is already a search dimension"),
     ("search: {window: 3, scope: last}", "search.window"),
-    ("search: {confirm_top: 1}", "confirm_top"),
     ("search: {statistic: best}", "search.statistic"),
 ])
 def test_bad_seed_noise_knobs_are_one_line_errors(tmp_path, text, message):
