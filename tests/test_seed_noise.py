@@ -93,3 +93,15 @@ def test_bad_seed_noise_knobs_are_one_line_errors(tmp_path, text, message):
     with pytest.raises(UserError, match=message) as e:
         load_experiment(path)
     assert "\n" not in str(e.value) and "bad.yaml" in str(e.value)
+
+
+def test_the_report_curves_shade_a_replicated_trials_seed_range():
+    """The curves of a trial with per-seed values differ from the same means drawn alone."""
+    from raygan.report.plots import curves
+
+    reports = [stats.aggregate([{"step": s, "fd": 100.0 - s}, {"step": s, "fd": 140.0 - s}], [("fd", "min")])
+               for s in (0, 10, 20)]
+    means_only = [{"step": r["step"], "fd": r["fd"]} for r in reports]
+    with_seeds = curves([{"trial": "t", "method": "dcl", "reports": reports}], ["fd"], by_method=False)
+    without = curves([{"trial": "t", "method": "dcl", "reports": means_only}], ["fd"], by_method=False)
+    assert with_seeds != without

@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from raygan.pareto import finite
+from raygan.stats import seed_values
 
 METHOD_COLOURS = "tab10"
 
@@ -54,7 +55,8 @@ def scatter_front(points: list[dict], x: str, y: str) -> bytes:
 def curves(histories: list[dict], metrics: list[str], by_method: bool) -> bytes:
     """One panel per metric, metric vs step, one line per trial. ``histories``:
     dicts with ``trial``, ``method`` and ``reports`` (the trial's reports in
-    order). Lines are coloured by method, or by trial when only one method ran."""
+    order). Lines are coloured by method, or by trial when only one method ran; a trial trained on
+    several seeds (search.repeats) draws its mean and, shaded, the range of its seeds."""
     fig = Figure(figsize=(5.2 * len(metrics), 4.0))
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     keys = list(dict.fromkeys(h["method"] if by_method else h["trial"] for h in histories))
@@ -69,6 +71,12 @@ def curves(histories: list[dict], metrics: list[str], by_method: bool) -> bytes:
             ax.plot(*zip(*pts), marker="o", ms=3, lw=1.2, alpha=0.85, color=colour[key],
                     label=None if key in labelled else key)
             labelled.add(key)
+            # A replicated trial (search.repeats) reports each seed: its curve carries their range.
+            spread = [(r["step"], min(v), max(v)) for r in h["reports"] if "step" in r
+                      for v in [seed_values(r, metric)] if len(v) > 1 and all(finite(x) for x in v)]
+            if spread:
+                steps, low, high = zip(*spread)
+                ax.fill_between(steps, low, high, color=colour[key], alpha=0.15, lw=0)
         ax.set_xlabel("step")
         ax.set_title(metric, fontsize=10)
         ax.grid(alpha=0.3)
