@@ -109,7 +109,13 @@ def cmd_tune(args) -> int:
     print(f"raygan: {exp.method} search '{exp.name}': {how} + {exp.search.scheduler}, "
           f"optimising {exp.search.describe()} over {', '.join(exp.space)}", flush=True)
     results, exp_dir = run_search(exp, resume=args.resume, address=args.address)
-    write_summary(results, exp, exp_dir)
+    rows = None
+    if exp.search.confirm_top:
+        from raygan.orchestrate.confirm import confirm
+        from raygan.orchestrate.results import ranked_rows
+
+        rows = confirm(exp, ranked_rows(results, exp), exp_dir)
+    write_summary(results, exp, exp_dir, rows)
     print(f"\nraygan: done in {time.time() - t0:.0f} s; results in {exp_dir}")
     if (exp_dir / "best_config.yaml").exists():
         print(f"raygan: best configuration: {exp_dir / 'best_config.yaml'}")

@@ -159,6 +159,10 @@ class SearchConfig:
     tie_alpha: float = knob(0.05, lo=0.0, hi=0.5, lo_open=True,
                             help="a configuration is tied with rank 1 unless Welch's t-test (one-sided) "
                                  "says it is worse at this level")
+    confirm_top: int = knob(0, lo=0, help="after the search, the best this many configurations run on fresh "
+                                          "seeds until rank 1 is separated (0: no confirmation stage)")
+    confirm_seeds: int = knob(3, lo=1, help="fresh seeds per configuration per confirmation round")
+    confirm_rounds: int = knob(2, lo=1, help="confirmation rounds at most (the stage's budget)")
 
     @property
     def objectives(self) -> list[tuple[str, str]]:
@@ -198,6 +202,13 @@ class SearchConfig:
             raise UserError(where, f"{section}.scheduler: pbt explores by itself and cannot be combined with "
                                    f"searcher {self.searcher} (the default is tpe); set searcher: random, from "
                                    "which PBT draws its first population")
+        if self.confirm_top == 1:
+            raise UserError(where, f"{section}.confirm_top: confirming one configuration compares it with "
+                                   "nothing; expected 0 (off) or at least 2")
+        if self.confirm_top and (len(metrics) > 1 or self.scheduler == "pbt"):
+            why = "several objectives have no single leader" if len(metrics) > 1 else \
+                "PBT's trials change their knobs as they train, so there is no configuration to rerun"
+            raise UserError(where, f"{section}.confirm_top: {why}; set confirm_top 0")
         if "diversity_at_saturation" in metrics and self.scheduler != "fifo":
             raise UserError(where, f"{section}.scheduler: diversity_at_saturation has no value before realism "
                                    f"saturates, so {self.scheduler} cannot compare trials by it; use fifo")

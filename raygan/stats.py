@@ -95,3 +95,33 @@ def worse_than(first: list[float], other: list[float], mode: str, alpha: float) 
 
 def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def intensify(values: dict[str, list[float]], run, mode: str, alpha: float, seeds_per_round: int,
+              rounds: int, kind: str = "mean", log=print) -> tuple[list[str], dict[str, list[float]]]:
+    """The confirmation stage, as SMAC's intensification: the configurations ``values`` (name ->
+    per-seed values from the search) are run again on fresh seeds, ``run(names, round) -> {name:
+    values}``, and each one's values pooled with what it had. After each round a configuration
+    shown worse than the leader (``worse_than``) drops out; the stage ends when only the leader
+    is left or after ``rounds`` rounds. Returns the ranking by the pooled statistic (best
+    first; the dropped ones after the rest, in the order they dropped out, reversed) and the
+    pooled values."""
+    pooled = {k: list(v) for k, v in values.items()}
+    sign = 1 if mode == "min" else -1
+    rank = lambda names: sorted(names, key=lambda n: sign * over_seeds(pooled[n], kind, mode))  # noqa: E731
+    alive, dropped = rank(list(pooled)), []
+    for r in range(rounds):
+        if len(alive) < 2:
+            break
+        for name, new in run(alive, r).items():
+            pooled[name].extend(new)
+        alive = rank(alive)
+        leader, kept = alive[0], [alive[0]]
+        for name in alive[1:]:
+            separated, p = worse_than(pooled[leader], pooled[name], mode, alpha)
+            (dropped if separated else kept).append(name)
+            if separated:
+                log(f"confirmation round {r + 1}: {name} is worse than {leader} (p={p:.2g}, "
+                    f"{len(pooled[name])} vs {len(pooled[leader])} seeds)")
+        alive = kept
+    return alive + rank(dropped), pooled

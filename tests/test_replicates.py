@@ -53,3 +53,26 @@ def test_a_trial_reports_its_seeds_mean_and_keeps_every_seed(tmp_path, capsys, m
     # the ranked table shows each objective's spread, and the closing line says what is within noise
     assert "fd_shapesnet" in printed and " ± " in printed and "2 seeds each" in printed
     assert "seeds' states" in (exp_dir / "best_config.yaml").read_text()
+
+
+CONFIRMED = REPEATED.replace("name: repeated", "name: confirmed").replace(
+    "  repeats: 2\n", "  repeats: 2\n  confirm_top: 2\n  confirm_seeds: 2\n  confirm_rounds: 1\n")
+
+
+def test_the_confirmation_stage_reruns_the_top_configurations_on_fresh_seeds(tmp_path, capsys, monkeypatch):
+    space, out, printed = tune(tmp_path, monkeypatch, capsys, "confirmed", CONFIRMED)
+    exp_dir = out / "confirmed"
+    rows = list(csv.DictReader(open(exp_dir / "results.csv")))
+    trials = sorted(exp_dir.glob("confirm_1/_trial_*"))
+    assert len(trials) == 2  # both configurations, once each, in the round's own folder
+    for folder in trials:
+        history = [json.loads(line) for line in (folder / "result.json").read_text().splitlines()]
+        state = torch.load(folder / "seed_0" / "best" / "state.pt", weights_only=True)
+        assert state["step"] > 0
+        assert [h["step"] for h in history] == [0, 2, 4]
+    for r in rows:  # each confirmed configuration pools the search's 2 seeds and the round's 2
+        assert r["confirmed_seeds"] == "4" and r["seed3/fd_shapesnet"] != ""
+        seeds = [float(r[f"seed{i}/fd_shapesnet"]) for i in range(4)]
+        assert float(r["fd_shapesnet"]) == pytest.approx(statistics.fmean(seeds))
+        assert not set(seeds[:2]) & set(seeds[2:])  # fresh seeds (train.seed + 1000 on), not the search's again
+    assert "after the confirmation stage" in printed

@@ -84,6 +84,8 @@ def test_seed_noise_ties_are_calibrated_on_a_synthetic_objective():
     ("search: {repeats: 2}\ntrain: {seed: {grid: [0, 1]}}", "train.seed is already a search dimension"),
     ("search: {window: 3, scope: last}", "search.window"),
     ("search: {statistic: best}", "search.statistic"),
+    ("search: {confirm_top: 1}", "confirm_top"),
+    ("search: {confirm_top: 2, scheduler: pbt, searcher: random}", "confirm_top"),
 ])
 def test_bad_seed_noise_knobs_are_one_line_errors(tmp_path, text, message):
     from raygan.errors import UserError
@@ -105,3 +107,33 @@ def test_the_report_curves_shade_a_replicated_trials_seed_range():
     with_seeds = curves([{"trial": "t", "method": "dcl", "reports": reports}], ["fd"], by_method=False)
     without = curves([{"trial": "t", "method": "dcl", "reports": means_only}], ["fd"], by_method=False)
     assert with_seeds != without
+
+
+def test_the_confirmation_stage_reorders_a_ranking_one_seed_got_wrong():
+    """A synthetic objective with known noise (sd 1): the search's one seed put the worse
+    configuration first; fresh seeds are pooled until the better one leads, and a configuration
+    shown worse stops getting seeds."""
+    truth = {"good": 0.0, "mid": 1.0, "bad": 5.0}
+    searched = {"good": [2.5], "mid": [1.0], "bad": [4.0]}  # one unlucky seed: "mid" looks best
+    assert min(searched, key=lambda n: searched[n][0]) == "mid"
+    for seed in range(5):
+        rng, runs = random.Random(seed), []
+
+        def run(names, round_):
+            runs.append(list(names))
+            return {n: [rng.gauss(truth[n], 1.0) for _ in range(3)] for n in names}
+
+        order, pooled = stats.intensify(searched, run, "min", 0.05, seeds_per_round=3, rounds=4,
+                                        log=lambda line: None)
+        assert order == ["good", "mid", "bad"]
+        assert pooled["good"][0] == 2.5 and len(pooled["good"]) == 1 + 3 * len(runs)  # the search's seed pooled
+        assert runs[0] == ["mid", "good", "bad"] and all("bad" not in names for names in runs[1:])
+        if len(runs) < 4:  # it ended before its budget only because "mid" was shown worse
+            assert stats.worse_than(pooled["good"], pooled["mid"], "min", 0.05)[0]
+    # nothing to separate (equal configurations): the stage stops at its budget
+    calls = []
+    rng = random.Random(0)
+    order, _ = stats.intensify({"a": [0.0], "b": [0.1]}, lambda names, r: calls.append(r) or
+                               {n: [rng.gauss(0, 1) for _ in range(3)] for n in names}, "min", 0.001, 3, 2,
+                               log=lambda line: None)
+    assert calls == [0, 1] and set(order) == {"a", "b"}

@@ -102,7 +102,13 @@ def noise_summary(rows: list[dict], exp: Experiment) -> str:
         return ("raygan: one seed per configuration: this ranking cannot tell real differences from seed noise "
                 "(set search.repeats, e.g. 3)")
     tied = [i for i, r in enumerate(rows, 1) if r.get(NOISE, "").startswith("tied")]
-    how = f"Welch's t-test, one-sided, alpha {exp.search.tie_alpha:g}, {exp.search.repeats} seeds each"
+    from raygan.stats import seed_values
+
+    counts = sorted({len(seed_values(r, exp.search.objectives[0][0])) for r in ranked})
+    seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    how = f"Welch's t-test, one-sided, alpha {exp.search.tie_alpha:g}, {seeds} seeds each"
+    if any("confirmed_seeds" in r for r in rows):
+        how += ", after the confirmation stage"
     if not tied:
         return f"raygan: rank 1 is ahead of every other configuration beyond seed noise ({how})"
     if tied == list(range(2, len(tied) + 2)):
@@ -226,10 +232,12 @@ def save_experiment(exp: Experiment, exp_dir: Path) -> Path:
     return out
 
 
-def write_summary(results, exp: Experiment, exp_dir: Path) -> list[dict]:
+def write_summary(results, exp: Experiment, exp_dir: Path, rows: list[dict] | None = None) -> list[dict]:
+    """The ranked table, results.csv, best_config.yaml (...); ``rows``: a ranking made already
+    (the confirmation stage's), else ``ranked_rows`` of the results."""
     from raygan.stats import SEM
 
-    rows = ranked_rows(results, exp)
+    rows = ranked_rows(results, exp) if rows is None else rows
     cols = [c for c in dict.fromkeys(k for r in rows for k in r if not k.startswith("_"))]
     _write_csv(exp_dir / "results.csv", rows, cols)
     shown = [c for c in cols if not c.endswith(SEM) and "/" not in c]  # sem beside its value; seeds in the csv

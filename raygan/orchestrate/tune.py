@@ -28,6 +28,9 @@ def _trial(params: dict, *, base: dict, scaling, exp_dir: str, search) -> None:
     from raygan.train.best import BestEvaluation
     from raygan.train.loop import NonFiniteLoss
 
+    from raygan.orchestrate.confirm import CANDIDATE
+
+    params = params.get(CANDIDATE, params)  # a confirmation run's trial: one configuration of the search
     ctx = tune.get_context()
     # The trial's folder in the experiment's storage (get_trial_dir() may be a
     # local working copy that is never synced when Tune reuses actors).
