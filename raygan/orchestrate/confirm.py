@@ -53,6 +53,7 @@ def confirm(exp, rows: list[dict], exp_dir: Path) -> list[dict]:
 
 def _round(exp, rows: list[dict], round_: int, exp_dir: Path) -> dict[str, list[float]]:
     """One round: every configuration of ``rows`` on confirm_seeds fresh seeds; their values."""
+    import ray
     from ray import tune
 
     from raygan.orchestrate.tune import _trial, fit_concurrency, trial_resources
@@ -63,8 +64,6 @@ def _round(exp, rows: list[dict], round_: int, exp_dir: Path) -> dict[str, list[
     base = json.loads(json.dumps(exp.trial_config))
     base["train"]["seed"] += SEED_STRIDE * (round_ + 1)
     name = f"confirm_{round_ + 1}"
-    import ray
-
     cpus, gpus = (ray.cluster_resources().get(k, 0) for k in ("CPU", "GPU"))
     trainable = tune.with_resources(
         tune.with_parameters(_trial, base=base, scaling=exp.scaling, exp_dir=str(exp_dir / name), search=search),
