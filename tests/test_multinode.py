@@ -24,6 +24,7 @@ def cluster():
     saved = {k: os.environ.get(k) for k in env}
     for k, v in env.items():  # before the nodes start: their workers inherit it
         os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    ray.shutdown()  # the suite's shared instance (tests/conftest.py): this module runs on its own cluster
     mib = 1024 * 1024
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "object_store_memory": 100 * mib})
     # 2 CPUs a node: beside a 0.5-CPU Train worker, Ray Data's file listing needs a whole CPU
