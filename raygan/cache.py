@@ -11,8 +11,23 @@ from pathlib import Path
 from typing import Callable
 
 
+TEST_NETWORKS = "RAYGAN_TEST_NETWORKS"
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("RAYGAN_CACHE") or Path.home() / ".cache" / "raygan")
+
+
+def test_networks() -> bool:
+    """Whether ``$RAYGAN_TEST_NETWORKS`` is ``1``: the embedded metric networks (ShapesNet,
+    SegNet) are then trained at test size (a few dozen steps on a small pool: the code paths
+    run, the metrics' values mean little) and cached under names that say so, never the real
+    ones'. tests/conftest.py sets it for the suite (the tests that check the metrics' values
+    train their own networks, with explicit steps). Unset or ``0``: the real recipes."""
+    value = os.environ.get(TEST_NETWORKS, "0")
+    if value not in ("0", "1"):
+        raise ValueError(f"{TEST_NETWORKS} must be 0 or 1, got {value!r}")
+    return value == "1"
 
 
 def fingerprint(values, n: int = 64, salt: str = "") -> str:

@@ -96,6 +96,9 @@ def cmd_tune(args) -> int:
     import math
     import time
 
+    from raygan.orchestrate.instance import check_address
+
+    check_address(args.address)  # before the experiment's imports (torch) and Ray's
     exp = _load(args.space, args.output)
     from raygan.orchestrate.results import write_summary
     from raygan.orchestrate.tune import run_search
@@ -129,6 +132,9 @@ def cmd_train(args) -> int:
         from raygan.errors import UserError
 
         raise UserError("--address", "--local trains without Ray: give one of --local and --address")
+    from raygan.orchestrate.instance import check_address
+
+    check_address(args.address)  # before the experiment's imports (torch) and Ray's
     exp = _load(args.config, args.output)
     if exp.space:
         print(f"raygan: searched knobs take their defaults: {', '.join(exp.space)}")

@@ -21,11 +21,10 @@ from raygan.models.checkpoint import EMBEDDED, load_source
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    """A raygan cache with a briefly trained ShapesNet under the default name (no 1200-step run)."""
+    """A raygan cache holding the ShapesNet that `raygan eval` loads (the test-size one,
+    tests/conftest.py), and that net."""
     d = tmp_path_factory.mktemp("raygan_cache")
-    net = Fe.load_shapesnet(32, cache_dir=d, steps=40)
-    shutil.copy(Fe._cache_path(d, 32, 40), Fe._cache_path(d, 32, Fe.DEFAULT_STEPS))
-    return d, net
+    return d, Fe.load_shapesnet(32, cache_dir=d)
 
 
 @pytest.fixture(scope="module")

@@ -80,6 +80,7 @@ def ray_local():
     # long before the injected crash, and the end of a run is noticed sooner.
     os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = "0.2"
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    ray.shutdown()  # the suite's shared instance (tests/conftest.py) would not see this environment
     ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
     yield
     ray.shutdown()

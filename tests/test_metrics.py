@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from raygan.cache import fingerprint
 from raygan.data import synthetic as S
 from raygan.metrics import diversity as D
 from raygan.metrics import features as Fe
@@ -68,6 +69,27 @@ def test_shapesnet_corrupt_cache_retrains(tmp_path, capsys):
 def test_shapesnet_env_cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("RAYGAN_CACHE", str(tmp_path))
     assert Fe._cache_path(None, 64, Fe.DEFAULT_STEPS) == tmp_path / f"shapesnet_64px_{Fe.VERSION}.pt"
+
+
+def test_test_size_networks_are_cached_under_their_own_names(tmp_path, monkeypatch):
+    """$RAYGAN_TEST_NETWORKS=1 (tests/conftest.py) trains ShapesNet and SegNet at test size, into
+    files whose names say so: a later real run never loads them, nor their reference stats."""
+    from raygan.cache import TEST_NETWORKS
+    from raygan.metrics import frechet, miou as M
+
+    monkeypatch.setenv("RAYGAN_CACHE", str(tmp_path))
+    monkeypatch.setenv(TEST_NETWORKS, "1")
+    shapes, seg = Fe.load_shapesnet(16), M.load_segnet(32)  # (scenes are at least 32 px)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"segnet_32px_{M.VERSION}_{M.TEST_STEPS}steps_{M.TEST_SCENES}scenes.pt",
+        f"shapesnet_16px_{Fe.VERSION}_{Fe.TEST_STEPS}steps_{Fe.TEST_SCENES}scenes.pt"]
+    assert seg.steps == M.TEST_STEPS
+    frechet.sketch_reference_stats(shapes, 16, n=20)
+    (stats,) = tmp_path.glob("ref_sketches_*")
+    assert stats.name == f"ref_sketches_16px_20_{Fe.VERSION}_{fingerprint(shapes, 10)}.npz"
+    monkeypatch.setenv(TEST_NETWORKS, "yes")
+    with pytest.raises(ValueError, match="must be 0 or 1"):
+        Fe.load_shapesnet(16)
 
 
 # ---- realism --------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ scaling:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_pbt_exploits_checkpoints_and_explores_knobs(tmp_path, monkeypatch, capsys):
+def test_pbt_exploits_checkpoints_and_explores_knobs(local_ray, tmp_path, monkeypatch, capsys):
     from raygan.cli import main
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)

@@ -160,8 +160,7 @@ def test_a_recorded_instance_that_is_gone_is_one_line(ray_tmp):
     assert "--address local starts a fresh one" in lines[0]
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize("address, expected", [
     ("127.0.0.1:{port}", "no Ray instance answers at 127.0.0.1:{port} (Connection refused)"),
     ("nowhere", "expected a Ray address HOST:PORT (e.g. 10.0.0.5:6379), got 'nowhere'"),
@@ -173,11 +172,14 @@ def test_a_bad_address_is_one_line_and_writes_nothing(ray_tmp, tmp_path, address
     space.write_text(textwrap.dedent(MICRO))
     out = tmp_path / "out"
     for cmd in (["tune", str(space)], ["train", str(space)]):
-        t0 = time.time()
-        p = subprocess.run([sys.executable, "-m", "raygan.cli", *cmd, "--output", str(out), "--address", address],
-                           cwd=REPO, env=_env(ray_tmp), capture_output=True, text=True, timeout=150)
+        argv = [*cmd, "--output", str(out), "--address", address]
+        # the CLI in a fresh process, which then says whether torch or ray had been imported
+        script = f"import sys; from raygan.cli import main; rc = main({argv!r}); print(sorted(m for m in " \
+                 "('torch', 'ray') if m in sys.modules)); sys.exit(rc)"
+        p = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=_env(ray_tmp), capture_output=True,
+                           text=True, timeout=150)
         err = p.stderr.strip()
         assert p.returncode == 2, err[-3000:]
         assert err.count("\n") == 0 and err.startswith(f"raygan: error: --address {address}: {expected}"), err
-        assert "Traceback" not in p.stdout and time.time() - t0 < 120
+        assert p.stdout.strip() == "[]"  # checked before the heavy imports: no traceback, and at once
     assert not (out / "micro").exists() or not any((out / "micro").iterdir())  # no results to refuse a rerun

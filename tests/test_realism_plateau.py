@@ -75,7 +75,7 @@ scaling:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_plateau_stopper_ends_trials_and_ranks_by_diversity_at_saturation(tmp_path, monkeypatch, capsys):
+def test_plateau_stopper_ends_trials_and_ranks_by_diversity_at_saturation(local_ray, tmp_path, monkeypatch, capsys):
     from raygan.cli import main
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)

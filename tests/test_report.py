@@ -221,7 +221,7 @@ scaling:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_pareto_search_then_its_report(tmp_path, capsys, monkeypatch):
+def test_pareto_search_then_its_report(local_ray, tmp_path, capsys, monkeypatch):
     """`raygan tune` with two objectives through Ray Tune + Optuna, then `raygan report` on it."""
     import csv
 
@@ -229,12 +229,7 @@ def test_pareto_search_then_its_report(tmp_path, capsys, monkeypatch):
     space = tmp_path / "micro_pareto.yaml"
     space.write_text(textwrap.dedent(MICRO_PARETO))
     out = tmp_path / "results"
-    try:
-        assert main(["tune", str(space), "--output", str(out)]) == 0
-    finally:
-        import ray
-
-        ray.shutdown()
+    assert main(["tune", str(space), "--output", str(out)]) == 0
     printed = capsys.readouterr().out
     run = out / "micro_pareto"
     assert "optimising diversity (max) and realism (max), Pareto front" in printed

@@ -109,7 +109,7 @@ def test_a_restored_searcher_continues_the_study_of_the_folder_it_is_resumed_in(
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_every_finished_trial_is_in_the_sqlite_study_with_all_its_values(tmp_path, monkeypatch, capsys):
+def test_every_finished_trial_is_in_the_sqlite_study_with_all_its_values(local_ray, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     space = tmp_path / "mo.yaml"
     space.write_text(textwrap.dedent(TWO_OBJECTIVES))

@@ -42,7 +42,7 @@ def tune(tmp_path, monkeypatch, capsys, name: str, text: str):
     return space, out, capsys.readouterr().out
 
 
-def test_tune_micro_space_end_to_end(tmp_path, capsys, monkeypatch):
+def test_tune_micro_space_end_to_end(local_ray, tmp_path, capsys, monkeypatch):
     space, out, printed = tune(tmp_path, monkeypatch, capsys, "micro", MICRO)
     exp_dir = out / "micro"
     assert f"tensorboard --logdir {exp_dir}" in printed
@@ -112,7 +112,7 @@ scaling:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_method_grid_gives_the_comparison_table(tmp_path, capsys, monkeypatch):
+def test_method_grid_gives_the_comparison_table(local_ray, tmp_path, capsys, monkeypatch):
     _, out, printed = tune(tmp_path, monkeypatch, capsys, "grid", GRID)
     assert "4 trials (grid of 4 x 1)" in printed and "comparison (mean ± std over seeds" in printed
     rows = list(csv.DictReader(open(out / "grid" / "comparison.csv")))
@@ -138,7 +138,7 @@ scaling: {cpus_per_worker: 0.6}   # 2 trials x 0.6 would leave less than the CPU
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_semipaired_search_streams_packed_unpaired_sets(tmp_path, capsys, monkeypatch):
+def test_semipaired_search_streams_packed_unpaired_sets(local_ray, tmp_path, capsys, monkeypatch):
     packed = tmp_path / "packed"
     assert main(["data", "pack", "scenes", str(packed), "--n", "240", "--ratio", "0.1"]) == 0
     _, out, printed = tune(tmp_path, monkeypatch, capsys, "streamed", STREAMED.replace("PACKED", str(packed)))

@@ -28,6 +28,7 @@ from raygan.data import fakes, synthetic
 
 VERSION = "v2"          # bump when the architecture, data or recipe changes (invalidates caches)
 DEFAULT_STEPS = 1200
+TEST_STEPS, TEST_SCENES = 40, 128  # the test-size recipe ($RAYGAN_TEST_NETWORKS=1, raygan.cache.test_networks)
 TRAIN_SEED = 20_000     # scene seed of the training pool; disjoint from shots (0..) and held-out (10_000+)
 FEATURE_DIM = 128
 FAKE_SHARE = 0.35       # hard negatives per real training image (all kinds together)
@@ -67,8 +68,8 @@ class ShapesNet(nn.Module):
                 "count": self.count_head(h)}
 
 
-def _cache_path(cache_dir, size: int, steps: int) -> Path:
-    suffix = "" if steps == DEFAULT_STEPS else f"_{steps}steps"
+def _cache_path(cache_dir, size: int, steps: int, n_scenes: int | None = None) -> Path:
+    suffix = ("" if steps == DEFAULT_STEPS else f"_{steps}steps") + (f"_{n_scenes}scenes" if n_scenes else "")
     return Path(cache_dir or cache.cache_dir()) / f"shapesnet_{size}px_{VERSION}{suffix}.pt"
 
 
@@ -156,11 +157,16 @@ def heldout_accuracy(net: ShapesNet, size: int = 32, n: int = 500, seed: int = 0
     return acc
 
 
-def load_shapesnet(size: int = 32, cache_dir=None, device="cpu", steps: int = DEFAULT_STEPS) -> ShapesNet:
+def load_shapesnet(size: int = 32, cache_dir=None, device="cpu", steps: int | None = None) -> ShapesNet:
     """The ShapesNet for `size`, in eval mode: from the cache (`cache_dir`, else $RAYGAN_CACHE,
-    else ~/.cache/raygan), otherwise trained now and cached (raygan.cache.cached_network)."""
-    net = cache.cached_network(_cache_path(cache_dir, size, steps), {"version": VERSION, "size": size},
-                               lambda config: ShapesNet(), lambda: train_shapesnet(size, steps=steps, device=device),
+    else ~/.cache/raygan), otherwise trained now and cached (raygan.cache.cached_network).
+    `steps` None: the default recipe, or the test-size one under $RAYGAN_TEST_NETWORKS=1."""
+    n_scenes = None
+    if steps is None:
+        steps, n_scenes = (TEST_STEPS, TEST_SCENES) if cache.test_networks() else (DEFAULT_STEPS, None)
+    net = cache.cached_network(_cache_path(cache_dir, size, steps, n_scenes), {"version": VERSION, "size": size},
+                               lambda config: ShapesNet(),
+                               lambda: train_shapesnet(size, steps=steps, n_scenes=n_scenes, device=device),
                                "shapesnet")
     return net.to(device)
 

@@ -78,10 +78,12 @@ N_SKETCH_REFERENCE = 2000  # held-out embedded target sketches behind fd_shapesn
 
 def sketch_reference_stats(net, size: int, n: int = N_SKETCH_REFERENCE) -> tuple[np.ndarray, np.ndarray]:
     """ShapesNet feature statistics of held-out embedded target sketches (seed 1), cached on
-    disk per size: fd_shapesnet's reference in trials and in `raygan eval`."""
+    disk per size, n and net (the file name carries a hash of the weights, so that the stats of
+    a test-size ShapesNet are never those of the real one): fd_shapesnet's reference in trials
+    and in `raygan eval`."""
     from raygan.data.synthetic import held_out
-    from raygan.cache import cache_dir
+    from raygan.cache import cache_dir, fingerprint
     from raygan.metrics.features import VERSION
 
-    path = cache_dir() / f"ref_sketches_{size}px_{n}_{VERSION}.npz"
+    path = cache_dir() / f"ref_sketches_{size}px_{n}_{VERSION}_{fingerprint(net, 10)}.npz"
     return cached_stats(path, lambda: extract_features(held_out("target", n, size=size, seed=1), net).numpy())

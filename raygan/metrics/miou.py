@@ -44,6 +44,7 @@ from raygan.metrics.frechet import cached_stats
 
 VERSION = "v1"          # bump when the architecture, data or recipe changes (invalidates caches)
 DEFAULT_STEPS = 600
+TEST_STEPS, TEST_SCENES = 30, 64  # the test-size recipe ($RAYGAN_TEST_NETWORKS=1, raygan.cache.test_networks)
 BATCH_SIZE = 16
 LR = 6e-3
 WEIGHT_POWER = 0.5      # class weights ∝ frequency ** -WEIGHT_POWER
@@ -108,8 +109,8 @@ class SegNet(nn.Module):
 
 # ---- training and the cache -------------------------------------------------------------------
 
-def _cache_path(cache_dir, size: int, steps: int) -> Path:
-    suffix = "" if steps == DEFAULT_STEPS else f"_{steps}steps"
+def _cache_path(cache_dir, size: int, steps: int, n_scenes: int | None = None) -> Path:
+    suffix = ("" if steps == DEFAULT_STEPS else f"_{steps}steps") + (f"_{n_scenes}scenes" if n_scenes else "")
     return Path(cache_dir or cache.cache_dir()) / f"segnet_{size}px_{VERSION}{suffix}.pt"
 
 
@@ -157,11 +158,16 @@ def train_segnet(size: int = 32, steps: int = DEFAULT_STEPS, batch_size: int = B
     return net
 
 
-def load_segnet(size: int = 32, cache_dir=None, device="cpu", steps: int = DEFAULT_STEPS) -> SegNet:
+def load_segnet(size: int = 32, cache_dir=None, device="cpu", steps: int | None = None) -> SegNet:
     """The SegNet for `size`, in eval mode: from the cache (`cache_dir`, else $RAYGAN_CACHE,
-    else ~/.cache/raygan), otherwise trained now and cached (raygan.cache.cached_network)."""
-    net = cache.cached_network(_cache_path(cache_dir, size, steps), {"version": VERSION, "size": size},
-                               lambda config: SegNet(**config), lambda: train_segnet(size, steps=steps, device=device),
+    else ~/.cache/raygan), otherwise trained now and cached (raygan.cache.cached_network).
+    `steps` None: the default recipe, or the test-size one under $RAYGAN_TEST_NETWORKS=1."""
+    n_scenes = None
+    if steps is None:
+        steps, n_scenes = (TEST_STEPS, TEST_SCENES) if cache.test_networks() else (DEFAULT_STEPS, None)
+    net = cache.cached_network(_cache_path(cache_dir, size, steps, n_scenes), {"version": VERSION, "size": size},
+                               lambda config: SegNet(**config),
+                               lambda: train_segnet(size, steps=steps, n_scenes=n_scenes, device=device),
                                "segnet")
     net.steps = steps
     return net.to(device)

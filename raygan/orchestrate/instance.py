@@ -17,6 +17,7 @@ from pathlib import Path
 from raygan.errors import UserError
 
 LOCAL = "local"  # --address local: always a fresh local instance
+FRESH = "--address local starts a fresh one"
 PROBE_S = 5.0  # ray.init retries a silent address for minutes; a TCP connect says so at once
 
 
@@ -51,6 +52,26 @@ def _probe(address: str, where: str, hint: str) -> None:
         raise UserError(where, f"no Ray instance answers at {address} ({why}); {hint}") from None
 
 
+def _check(target: str, where: str, hint: str) -> None:
+    """A one-line error unless ``target`` (not local, not auto) is a Ray HOST:PORT that answers."""
+    if target.startswith(("http://", "https://")):
+        raise UserError(where, f"{target} is a dashboard's address; give its Ray instance's HOST:PORT "
+                               "(6379 by default, the one `ray start --head` prints)")
+    _probe(target, where, hint)
+
+
+def _address_check(address: str) -> tuple[str, str]:
+    return f"--address {address}", f"`ray start --head` prints the address of the instance it starts; {FRESH}"
+
+
+def check_address(address: str | None) -> None:
+    """The checks of an explicit ``--address`` that need neither Ray nor torch: the CLI runs
+    them before its heavy imports, so that a mistyped address is a one-line error at once
+    (connect() runs them again, for RAY_ADDRESS and the recorded instance too)."""
+    if address is not None and address not in (LOCAL, "auto"):
+        _check(address, *_address_check(address))
+
+
 def _count(n: float, what: str) -> str:
     return f"{n:g} {what}{'' if n == 1 else 's'}"
 
@@ -82,26 +103,22 @@ def connect(address: str | None = None, *, dashboard: bool, configure_logging: b
                 f"{ray.get_runtime_context().gcs_address}), {_resources(free=True)}{unused}")
     env = os.environ.get("RAY_ADDRESS") or None  # ray.init takes an empty RAY_ADDRESS as unset
     recorded, record = _recorded()
-    fresh = "--address local starts a fresh one"
     if address is not None:
-        target, where, origin, hint = address, f"--address {address}", "from --address", \
-            f"`ray start --head` prints the address of the instance it starts; {fresh}"
+        target, origin = address, "from --address"
+        where, hint = _address_check(address)
     elif env is not None:
         target, where, origin, hint = env, f"RAY_ADDRESS={env}", "from RAY_ADDRESS, not started by this command", \
-            f"correct or unset RAY_ADDRESS; {fresh}"
+            f"correct or unset RAY_ADDRESS; {FRESH}"
     elif recorded is not None:
         # ray.init() itself joins it (and takes up its token authentication, as it does
         # only for an instance it finds on its own).
         target, where, origin, hint = None, str(record), \
             "not started by this command: `ray start` or another job", \
-            f"the last `ray start` on this machine recorded it here (deleting the file forgets it); {fresh}"
+            f"the last `ray start` on this machine recorded it here (deleting the file forgets it); {FRESH}"
     else:
-        target, where, origin, hint = LOCAL, "ray.init", "", fresh
-    if target is not None and target.startswith(("http://", "https://")):
-        raise UserError(where, f"{target} is a dashboard's address; give its Ray instance's HOST:PORT "
-                               "(6379 by default, the one `ray start --head` prints)")
+        target, where, origin, hint = LOCAL, "ray.init", "", FRESH
     if target not in (LOCAL, "auto"):
-        _probe(target or recorded, where, hint)
+        _check(target or recorded, where, hint)
 
     kwargs = {"include_dashboard": dashboard, "configure_logging": configure_logging}
     if dashboard:
@@ -116,5 +133,5 @@ def connect(address: str | None = None, *, dashboard: bool, configure_logging: b
     if target == LOCAL:
         return f"raygan: Ray: a new local instance, {_resources(free=False)}{shown}"
     at = (getattr(ctx, "address_info", None) or {}).get("gcs_address") or target or recorded
-    tail = "" if address is not None else f"; {fresh}"
+    tail = "" if address is not None else f"; {FRESH}"
     return f"raygan: Ray: joined the running instance at {at} ({origin}), {_resources(free=True)}{shown}{tail}"
