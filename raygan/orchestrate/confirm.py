@@ -18,7 +18,6 @@ from pathlib import Path
 from raygan import stats
 from raygan.pareto import finite
 
-CANDIDATE = "_confirm"  # the confirmation runs' one search dimension: a configuration's knobs
 SEED_STRIDE = 1000
 
 
@@ -56,7 +55,7 @@ def _round(exp, rows: list[dict], round_: int, exp_dir: Path) -> dict[str, list[
     import ray
     from ray import tune
 
-    from raygan.orchestrate.tune import _trial, fit_concurrency, trial_resources
+    from raygan.orchestrate.tune import CANDIDATE, _trial, fit_concurrency, trial_resources
     from raygan.train.best import best_of
 
     s = exp.search

@@ -16,6 +16,7 @@ from raygan.search_space import Experiment, resolve
 
 TRIAL_CPUS = 0.01  # a trial that runs Ray Train only waits on its TorchTrainer; workers hold the CPUs
 DATA_CPUS = 1.0  # kept free for Ray Data when trials stream their unpaired sets
+CANDIDATE = "_confirm"  # a confirmation run's one search dimension: a configuration's knobs (orchestrate/confirm.py)
 
 
 def _trial(params: dict, *, base: dict, scaling, exp_dir: str, search) -> None:
@@ -27,8 +28,6 @@ def _trial(params: dict, *, base: dict, scaling, exp_dir: str, search) -> None:
     from raygan.orchestrate.train import fit_trial, train_in_trial
     from raygan.train.best import BestEvaluation
     from raygan.train.loop import NonFiniteLoss
-
-    from raygan.orchestrate.confirm import CANDIDATE
 
     params = params.get(CANDIDATE, params)  # a confirmation run's trial: one configuration of the search
     ctx = tune.get_context()
