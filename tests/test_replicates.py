@@ -9,7 +9,7 @@ import statistics
 import pytest
 import torch
 
-from tests.test_tune_e2e import tune
+from test_tune_e2e import tune
 
 REPEATED = """
 name: repeated
