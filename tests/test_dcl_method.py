@@ -1,6 +1,8 @@
-"""DCL's method wiring: D's part in λ2 L_CL2 follows `d_cl2` (none / min / max)."""
+"""DCL's method wiring: G minimises λ1 L_CL1 + λ2 L_CL2 (Eq. 8); D's part in λ2 L_CL2 follows
+`d_cl2` (none / min / max)."""
 import dataclasses
 
+import pytest
 import torch
 
 from raygan.methods.fewshot.sections import TrainConfig
@@ -30,6 +32,20 @@ def test_d_side_of_l_cl2():
     assert l_agree == l_oppose > 0  # same nets, same draws: the same L_CL2
     assert agree == 0.5 * l_agree and oppose == -0.5 * l_oppose
     assert d_term(make(lambda2=0.5)) == (0.0, None)  # the default: L_adv alone trains D
+
+
+def test_g_side_is_lambda1_l_cl1_plus_lambda2_l_cl2():
+    """Both weights and signs: a sign or weight lost in the sum changes this at once (the
+    collapse guard, tests/test_dcl_collapse_guard.py, did not notice G's λ2 term flipped)."""
+    for lambda1, lambda2 in ((1.0, 0.0), (0.0, 1.0), (2.0, 0.5)):
+        method = make(lambda1=lambda1, lambda2=lambda2)
+        method.rng.seed(0)
+        method.torch_rng.manual_seed(0)
+        with torch.no_grad():
+            loss, logs = method.g_extra(1)
+        assert logs["loss/cl1"] > 0 and logs["loss/cl2_g"] > 0
+        assert loss.item() == pytest.approx(lambda1 * logs["loss/cl1"].item() + lambda2 * logs["loss/cl2_g"].item(),
+                                            rel=1e-6)
 
 
 def test_one_step_runs_and_logs_both_terms():
