@@ -58,9 +58,12 @@ def cached_arrays(path, compute: Callable[[], dict]) -> dict:
             pass  # corrupt cache: recompute below
     arrays = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    # A unique temporary name: two processes filling the same entry (parallel test workers,
+    # concurrent trials) never write into one file; the last rename wins, both are whole.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.npz")
+    with os.fdopen(fd, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
     return arrays
 
 

@@ -9,6 +9,8 @@ import statistics
 import pytest
 import torch
 
+from raygan.cli import main
+from raygan.report.page import write_report
 from test_tune_e2e import tune
 
 REPEATED = """
@@ -67,3 +69,25 @@ def test_replicated_trials_report_their_seeds_and_the_confirmation_pools_fresh_o
     # the table shows each objective's spread; the closing line says what is within noise
     assert " ± " in printed and "4 seeds each, after the confirmation stage" in printed
     assert "seeds' states" in (exp_dir / "best_config.yaml").read_text()
+
+    # `raygan eval` of a replicated trial scores each seed's kept state and their mean ± sd
+    capsys.readouterr()
+    assert main(["eval", str(searched[0]), "--metrics", "realism", "--samples", "8"]) == 0
+    table = capsys.readouterr().out
+    (written,) = searched[0].glob("eval_*.json")
+    report = json.loads(written.read_text())
+    assert [c["checkpoint"] for c in report["checkpoints"]] == [
+        str((searched[0] / f"seed_{i}" / "best" / "state.pt").resolve()) for i in (0, 1)]
+    assert report["checkpoints"][0]["checkpoint_sha256"] != report["checkpoints"][1]["checkpoint_sha256"]
+    per_seed = [r["value"] for r in report["scores"] if "seed" in r]
+    (mean,) = [r for r in report["scores"] if "seeds" in r]
+    assert len(per_seed) == 2 and mean["seeds"] == per_seed
+    assert mean["value"] == pytest.approx(statistics.fmean(per_seed))
+    assert mean["seed_sd"] == pytest.approx(statistics.stdev(per_seed))
+    assert "realism (seed 1)" in table and "realism (2 seeds)" in table and " sd" in table
+
+    # the report ranks in the confirmed order and draws each configuration's seeds
+    page = write_report(exp_dir).read_text()
+    order = [r["trial"] for r in rows]
+    assert page.index(f'href="#trial-{order[0]}"') < page.index(f'href="#trial-{order[1]}"')
+    assert "confirmation stage's order" in page and (exp_dir / "report" / "seeds.png").is_file()

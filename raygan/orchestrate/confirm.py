@@ -7,7 +7,8 @@ still in the race (a grid over them), each trained on ``confirm_seeds`` seeds
 (orchestrate/replicates.py), in ``<results>/confirm_<round>/``. Round r's seeds start at
 train.seed + 1000 r, so none repeats a seed of the search. The confirmed ranking (each
 configuration's values pooled over the search's seeds and the fresh ones) is what the final
-table, the closing line and best_config.yaml give.
+table, the closing line, best_config.yaml and the report give: the stage's outcome is kept in
+``<results>/confirmation.json`` (``read_confirmation``, ``confirmed``).
 """
 from __future__ import annotations
 
@@ -19,12 +20,11 @@ from raygan import stats
 from raygan.pareto import finite
 
 SEED_STRIDE = 1000
+CONFIRMATION = "confirmation.json"  # in the experiment folder: {"metric", "order", "pooled"}
 
 
 def confirm(exp, rows: list[dict], exp_dir: Path) -> list[dict]:
     """Run the stage on ``ranked_rows``' rows; returns them in the confirmed order."""
-    from raygan.orchestrate.results import mark_ties
-
     s = exp.search
     metric, mode = s.objectives[0]
     top = [r for r in rows if r["_ranked"] and finite(r.get(metric))][: s.confirm_top]
@@ -38,14 +38,36 @@ def confirm(exp, rows: list[dict], exp_dir: Path) -> list[dict]:
     order, pooled = stats.intensify(
         values, lambda names, r: _round(exp, [by_trial[n] for n in names], r, exp_dir), mode, s.tie_alpha,
         s.confirm_seeds, s.confirm_rounds, s.statistic, log=lambda line: print(f"raygan: {line}", flush=True))
-    confirmed = []
-    for name in order:
+    record = {"metric": metric, "order": order, "pooled": pooled}
+    tmp = exp_dir / f".{CONFIRMATION}.tmp"
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(exp_dir / CONFIRMATION)
+    return confirmed(exp, rows, record)
+
+
+def read_confirmation(exp_dir: Path) -> dict | None:
+    """The stage's outcome, if the experiment ran one."""
+    path = Path(exp_dir) / CONFIRMATION
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def confirmed(exp, rows: list[dict], record: dict) -> list[dict]:
+    """``ranked_rows``' rows in the confirmed order: each confirmed configuration's objective
+    pooled over all its seeds (the search's and the stage's), ties marked against the new rank 1."""
+    from raygan.orchestrate.results import mark_ties
+
+    s = exp.search
+    metric, mode = record["metric"], s.objectives[0][1]
+    by_trial = {r["trial"]: r for r in rows}
+    out = []
+    for name in record["order"]:
+        pooled = record["pooled"][name]
         row = {k: v for k, v in by_trial[name].items() if not k.startswith("seed")}
-        row[metric], row[metric + stats.SEM] = stats.over_seeds(pooled[name], s.statistic, mode), stats.sem(pooled[name])
-        row.update({stats.seed_key(i, metric): v for i, v in enumerate(pooled[name])})
-        row["confirmed_seeds"] = len(pooled[name])
-        confirmed.append(row)
-    out = confirmed + [r for r in rows if r["trial"] not in by_trial]
+        row[metric], row[metric + stats.SEM] = stats.over_seeds(pooled, s.statistic, mode), stats.sem(pooled)
+        row.update({stats.seed_key(i, metric): v for i, v in enumerate(pooled)})
+        row["confirmed_seeds"] = len(pooled)
+        out.append(row)
+    out += [r for r in rows if r["trial"] not in record["order"]]
     mark_ties(out, metric, mode, s.tie_alpha)
     return out
 

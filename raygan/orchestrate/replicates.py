@@ -22,8 +22,8 @@ from pathlib import Path
 
 from raygan import stats
 from raygan.evaluation.saturation import SATURATED_AT, Saturation
+from raygan.train.best import SEED_FOLDER
 
-SEED_FOLDER = "seed_{}"
 AGGREGATE_FILE = "metrics.json"  # in a checkpoint: the aggregate it was reported with
 SATURATION_FILE = "saturation.json"  # in a checkpoint: the mean realism curve so far
 
@@ -34,15 +34,6 @@ def seed_config(config: dict, i: int, vary_data: bool) -> dict:
     out["train"]["seed"] = config["train"]["seed"] + i
     if vary_data:
         out["data"]["seed"] = config["data"]["seed"] + i
-    return out
-
-
-def seed_checkpoints(trial_folder: str | Path) -> list[Path]:
-    """Every seed's kept state of a replicated trial's best evaluation, in seed order ([] if none)."""
-    out, i = [], 0
-    while (Path(trial_folder) / SEED_FOLDER.format(i) / "best" / "state.pt").is_file():
-        out.append(Path(trial_folder) / SEED_FOLDER.format(i) / "best" / "state.pt")
-        i += 1
     return out
 
 

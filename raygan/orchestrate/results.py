@@ -262,7 +262,7 @@ def write_summary(results, exp: Experiment, exp_dir: Path, rows: list[dict] | No
         metric = exp.search.objectives[0][0]
         how = (f"first of the Pareto front by {metric}" if exp.search.multi_objective
                else f"best trial by {exp.search.describe()}")
-        from raygan.orchestrate.replicates import SEED_FOLDER, seed_checkpoints
+        from raygan.train.best import SEED_FOLDER, seed_checkpoints
 
         kept = best_checkpoint(best["_path"]) if exp.search.scope == "best" and best["_path"] else None
         if kept is None and exp.search.scope == "best" and best["_path"] and seed_checkpoints(best["_path"]):

@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 from raygan.errors import UserError
+from raygan.orchestrate.confirm import confirmed, read_confirmation
 from raygan.orchestrate.results import EXPERIMENT_COPY, _fmt, ranked_rows, read_trials, trial_yaml
 from raygan.pareto import finite, pareto_ranks
 from raygan.train.best import FOLDER as BEST_FOLDER
@@ -109,6 +110,25 @@ def _trade_off(exp, rows):
     return scatter_front(points, x, y), caption
 
 
+def _seed_ranking(exp, rows):
+    from raygan.report.plots import seed_ranking
+    from raygan.stats import seed_values
+
+    metric = exp.search.objectives[0][0]
+    ranked = [r for r in rows if r["_ranked"] and finite(r.get(metric))]
+    if exp.search.multi_objective:
+        return None, "No ranking over seeds: a Pareto search ranks by its front (above and below)."
+    if not any(len(seed_values(r, metric)) > 1 for r in ranked):
+        return None, ("No ranking over seeds: one seed per configuration, so the ranking cannot tell real "
+                      "differences from seed noise (set search.repeats, e.g. 3).")
+    confirmed_note = (" Pooled over the search's seeds and the confirmation stage's fresh ones."
+                      if any("confirmed_seeds" in r for r in ranked) else "")
+    caption = (f"Each configuration's {metric} on each seed and the seeds' mean ± standard error; "
+               f"red: worse than rank 1 by Welch's one-sided t-test at {exp.search.tie_alpha}, "
+               f"grey: tied with it.{confirmed_note}")
+    return seed_ranking(ranked, metric), caption
+
+
 def _method(row, exp) -> str:
     return str(row["_params"].get("method.name", exp.method))
 
@@ -183,6 +203,8 @@ def write_report(run_dir, space: str | None = None) -> Path:
     out = run_dir / "report"
     previous = _own_previous_report(out)
     rows = ranked_rows(trials, exp)
+    if record := read_confirmation(run_dir):  # the confirmation stage's order and pooled seeds
+        rows = confirmed(exp, rows, record)
     files: dict[str, bytes] = {}  # report-relative path -> content
     sections = [_trials_section(exp, rows)]
     imp, note = importances(rows, exp)
@@ -191,6 +213,7 @@ def write_report(run_dir, space: str | None = None) -> Path:
 
         imp = importance_bars(imp)
     for key, title, (png, caption) in (
+            ("seeds", "Ranking over seeds", _seed_ranking(exp, rows)),
             ("pareto", "Pareto front" if exp.search.multi_objective else "Trade-off", _trade_off(exp, rows)),
             ("curves", "Adaptation curves", _curves(exp, rows, trials)),
             ("importance", "Hyperparameter importance", (imp or None, note)),
@@ -217,6 +240,9 @@ def write_report(run_dir, space: str | None = None) -> Path:
 def _trials_section(exp, rows) -> str:
     ok = sum(r["status"] == "ok" for r in rows)
     how = " (Pareto rank, then the first objective; highlighted: the front)" if exp.search.multi_objective else ""
+    if any("confirmed_seeds" in r for r in rows):
+        how += (", in the confirmation stage's order (the top configurations rerun on fresh seeds, "
+                "confirmed_seeds seeds each)")
     return (f'<h2 id="trials">Trials, ranked</h2><p>{len(rows)} trials, {ok} finished; ranked by '
             f"{html.escape(exp.search.describe())}{how}. Trial ids link to their configuration.</p>{_table(rows)}")
 

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from raygan.pareto import finite
-from raygan.stats import seed_values
+from raygan.stats import seed_values, sem
 
 METHOD_COLOURS = "tab10"
 
@@ -81,6 +81,33 @@ def curves(histories: list[dict], metrics: list[str], by_method: bool) -> bytes:
         ax.set_title(metric, fontsize=10)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, ncol=2 if len(keys) > 8 else 1)
+    return _png(fig)
+
+
+def seed_ranking(rows: list[dict], metric: str) -> bytes:
+    """The ranking over seeds: one row per configuration (rank 1 on top), each seed's value a
+    dot, the seeds' mean ± standard error a bar; red where the configuration is worse than rank 1
+    (``vs_rank1``), grey where it is tied. ``rows``: ranked rows with ``trial``, ``vs_rank1`` and
+    ``seed<i>/<metric>``."""
+    fig = Figure(figsize=(6.4, 0.8 + 0.42 * len(rows)))
+    ax = fig.subplots()
+    for y, r in enumerate(rows):
+        values = [v for v in seed_values(r, metric) if finite(v)]
+        if not values:
+            continue
+        worse = str(r.get("vs_rank1", "")).startswith("worse")
+        colour = "#c44e52" if worse else ("#4c72b0" if y == 0 else "#8c8c8c")
+        ax.scatter(values, [y] * len(values), s=16, color=colour, alpha=0.7, zorder=3)
+        mean = sum(values) / len(values)
+        err = sem(values)
+        ax.errorbar([mean], [y], xerr=[[0 if err != err else err]] * 2, fmt="|", ms=14, color=colour,
+                    capsize=4, lw=1.6, zorder=4)
+    ax.set_yticks(range(len(rows)), [f"{i}. {r['trial']}  {r.get('vs_rank1', '')}" for i, r in enumerate(rows, 1)],
+                  fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(metric)
+    ax.set_title(f"{metric} per seed (dots), mean ± sem (bar)", fontsize=10)
+    ax.grid(alpha=0.3, axis="x")
     return _png(fig)
 
 

@@ -26,6 +26,7 @@ FOLDER = "best"  # in the trial's folder: state.pt, samples.png, evaluations.jso
 RECORD = "evaluations.json"
 STATE = "state.pt"
 SAMPLES = "samples.png"
+SEED_FOLDER = "seed_{}"  # in a replicated trial's folder (search.repeats): seed i's log folder
 
 
 def reported_name(metric: str) -> str:
@@ -123,3 +124,12 @@ def best_checkpoint(trial_folder: str | Path) -> Path | None:
     """The kept state of a trial's best evaluation, if the trial kept one."""
     path = Path(trial_folder) / FOLDER / STATE
     return path if path.is_file() else None
+
+
+def seed_checkpoints(trial_folder: str | Path) -> list[Path]:
+    """A replicated trial's (``search.repeats``) kept states of its best evaluation, one per
+    seed (``seed_<i>/best/state.pt``), in seed order; [] for any other folder."""
+    out = []
+    while (path := Path(trial_folder) / SEED_FOLDER.format(len(out)) / FOLDER / STATE).is_file():
+        out.append(path)
+    return out
