@@ -14,7 +14,7 @@ method:
 train:
   steps: 8
   batch_size: 2
-  eval_every: 2
+  eval_every: 1  # a perturbation point at every step: 8 chances for an exploit
   eval_samples: 20
   lr: {loguniform: [1.0e-3, 8.0e-3]}
 search:
