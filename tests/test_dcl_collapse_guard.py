@@ -6,14 +6,17 @@ this check catches it.
 
 Spread = mean pairwise distance of 64 samples (fixed z and noise) after 4x4
 average pooling, i.e. of their 8x8 layouts (pixel noise averages out), relative
-to the source's. 90 steps at lr 0.005 without EMA or path-length regularisation
-(to move fast); measured at b8be295: TGAN 0.98, DCL 1.13, DCL with d_cl2 min 0.62 (two
-threads: 0.91, 1.03, 0.54). At lr 0.005 the spreads are chaotic in the first ~60 steps (45
-steps: TGAN 1.21, DCL 0.96): fewer steps would make the guard a coin toss. Re-measured for
-#26 every 5 steps (one thread): at 60-90 steps DCL fell below TGAN - 0.05 at 65 and 70, and
-with batch 2 (lr 0.005 or 0.01) or an EMA of G (decay 0.9) DCL ended below TGAN: no cheaper
-setting separated reliably. So the three runs stay as they were and run side by side, one
-process per core (spawned: one torch thread each, the numbers above are unchanged).
+to the source's, averaged over steps 70, 75, ..., 90. 90 steps at lr 0.005 without
+EMA or path-length regularisation (to move fast). At this lr one step's spread is
+chaotic: at step 90 alone an Intel machine gave TGAN 0.98, DCL 1.13, DCL d_cl2 min 0.62,
+an AMD EPYC (AVX-512) on the same seed TGAN 1.21, DCL 1.14 (the guard at step 90 with
+margin 0.05 failed there), and between steps 60 and 90 DCL's spread jumps by up to 0.4
+(seed 0: 1.04, 0.71, 1.10 at steps 60, 65, 70). Averaged over steps 70-90 (AMD, seeds 0
+and 1): TGAN 1.12 and 1.10, DCL 1.07 and 1.12, DCL d_cl2 min 0.57 and 0.68. So DCL may
+be at most MARGIN below TGAN, and the collapsing reading must be COLLAPSE below it: the
+collapse is ~0.45, the seed-to-seed and machine-to-machine gaps between DCL and TGAN
+<= 0.05. Fewer steps or batch 2 did not separate reliably (#26). The three runs run side
+by side, one process per core (spawned: one torch thread each).
 """
 import dataclasses
 import multiprocessing
@@ -32,7 +35,8 @@ from raygan.methods.base import FewShotData
 SOURCE = load_source("embedded")
 Z = torch.randn(64, 128, generator=torch.Generator().manual_seed(1))
 FAST = TrainConfig(batch_size=4, lr=0.005, r1=0.2, ema_decay=0.0, pl_weight=0.0)
-MARGIN = 0.05
+MARGIN, COLLAPSE = 0.1, 0.25
+WINDOW = range(70, 91, 5)  # the steps whose spreads are averaged
 
 
 def spread(g) -> float:
@@ -44,9 +48,12 @@ def adapted_spread(module, steps=90, **knobs) -> float:
     torch.manual_seed(0)
     m = module.Method(dataclasses.replace(module.Config(), **knobs), {"train": FAST},
                       FewShotData(SOURCE, few_shot_target(32, 10)), seed=0)
-    for _ in range(steps):
+    spreads = []
+    for step in range(1, steps + 1):
         m.step()
-    return spread(m.g) / spread(SOURCE.generator())
+        if step in WINDOW:
+            spreads.append(spread(m.g))
+    return sum(spreads) / len(spreads) / spread(SOURCE.generator())
 
 
 def _run(name: str) -> float:
@@ -63,4 +70,4 @@ def test_dcl_at_its_defaults_does_not_collapse_faster_than_tgan():
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         dcl_min, dcl_default, tgan = pool.map(_run, names)
     assert dcl_default >= tgan - MARGIN, (dcl_default, tgan)
-    assert dcl_min < tgan - MARGIN, (dcl_min, tgan)  # the check catches the collapse it guards against
+    assert dcl_min < tgan - COLLAPSE, (dcl_min, tgan)  # the check catches the collapse it guards against

@@ -75,7 +75,7 @@ def experiment(tmp_path, assets, name="folder", **over):
           shots: 6
           reference: {assets['reference']}
         model: {{checkpoint: {assets['ckpt']}}}
-        train: {{steps: 4, batch_size: 2, eval_every: 2, eval_samples: 20, metrics: [fid, intra_lpips],
+        train: {{steps: 2, batch_size: 2, eval_every: 2, eval_samples: 20, metrics: [fid, intra_lpips],
                  torch_threads: 1}}
         search: {{num_samples: 2, max_concurrent: 2, metric: fid, mode: min, searcher: random}}
         scaling: {{cpus_per_worker: 0.5}}
