@@ -35,5 +35,46 @@ def local_ray():
     first; the next module that takes this fixture starts it again."""
     ray = pytest.importorskip("ray")
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", configure_logging=False)
+        # address "local": always a new instance. Without it ray.init joins the machine's latest
+        # recorded instance when one is still up (a multi-node test's cluster shutting down, seen
+        # under load): this session's driver then dies with that instance's GCS.
+        ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1",
+                 configure_logging=False)
     return ray
+
+
+# The suite runs on two pytest-xdist workers (pyproject.toml: `-n 2 --dist loadgroup`). Every
+# module whose tests start Ray (in this process, in a subprocess, or as a cluster) is one group,
+# run by one worker in file order, so that two Ray instances never run side by side (they would
+# share /tmp/ray and each other's CPUs) and the shared instance above is reused module to module.
+# The other worker runs the modules without Ray meanwhile (each module as a unit: its
+# module-scoped fixtures are built once).
+RAY_MODULES = frozenset({
+    "test_dashboard", "test_fault_tolerance", "test_folder_target", "test_gpu_check", "test_gpu_path",
+    "test_multinode", "test_pbt", "test_ray_instance", "test_real_layouts", "test_realism_plateau",
+    "test_replicates", "test_report", "test_resume", "test_streams", "test_study_db", "test_tune_e2e",
+})
+
+
+def _module(item) -> str:
+    return item.module.__name__.rpartition(".")[2]
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        name = _module(item)
+        item.add_marker(pytest.mark.xdist_group("ray" if name in RAY_MODULES else name))
+
+
+@pytest.fixture(autouse=True)
+def _ray_only_in_ray_modules(request, monkeypatch):
+    """A test outside RAY_MODULES that starts Ray fails at once, naming the fix, instead of
+    running a second Ray instance beside the Ray group's."""
+    if _module(request.node) in RAY_MODULES:
+        return
+    ray = pytest.importorskip("ray")
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError(f"{request.node.nodeid} starts Ray: add its module to RAY_MODULES in tests/conftest.py")
+
+    monkeypatch.setattr(ray, "init", refuse)

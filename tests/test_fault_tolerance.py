@@ -81,7 +81,12 @@ def ray_local():
     os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = "0.2"
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     ray.shutdown()  # the suite's shared instance (tests/conftest.py) would not see this environment
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+    # With its dashboard, as `raygan tune` starts one: Train's PlacementGroupCleaner asks the State
+    # API (served by the dashboard) whether the controller lives. Without one, seen once under
+    # load (#26): after repeated "State API may be temporarily unavailable" warnings the cleaner
+    # took the controller for dead (its state query found no such actor; which instance it asked
+    # was not established), removed the live run's placement group and so killed its worker.
+    ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", configure_logging=False)
     yield
     ray.shutdown()
     for k, v in saved.items():

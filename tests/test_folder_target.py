@@ -182,7 +182,7 @@ def test_micro_search_on_a_folder_with_fid_objective_and_eval_agrees(tmp_path, a
     path = experiment(tmp_path, assets)
     out = tmp_path / "results"
     try:
-        assert main(["tune", str(path), "--output", str(out)]) == 0
+        assert main(["tune", str(path), "--output", str(out), "--address", "local"]) == 0
     finally:
         ray.shutdown()
     capsys.readouterr()

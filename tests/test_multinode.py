@@ -93,11 +93,13 @@ name: sp2
 method: {name: semipaired}
 data: {dataset: packed, root: PACKED, shuffle_buffer: 16}
 model: {g_base: 8, d_base: 8, z_dim: 8}
-train: {steps: 3, batch_size: 4, eval_every: 3, eval_samples: 20, torch_threads: 1}
+train: {steps: 3, batch_size: 6, eval_every: 3, eval_samples: 20, torch_threads: 1}
 scaling: {num_workers: 2, cpus_per_worker: 0.5, placement: strict_spread}
 """
-# 80 scenes at r = 0.1: 72 unpaired, 36 images and 36 label maps, 18 a rank: the 3 x 4 rows
-# each rank draws come from its own shard within one epoch, so any overlap is a shared row
+# 80 scenes at r = 0.1: 72 unpaired, 36 images and 36 label maps, 18 a rank: the 3 x 6 rows
+# each rank draws are exactly one epoch of its own shard, so the two ranks' rows must be
+# disjoint, equally many, and together every row of the set (Train's streaming_split with
+# equal=True, raygan.data.streams.data_config: nothing dropped, nothing shared)
 
 
 @pytest.mark.slow
@@ -108,8 +110,14 @@ def test_semipaired_on_two_nodes_streams_a_different_shard_to_each_rank(cluster,
     result, traces = _fit(tmp_path, "sp2", SEMIPAIRED.replace("PACKED", str(packed)))
     assert result.metrics["step"] == 3 and 0 <= result.metrics["miou_segnet"] <= 1
     _check_ranks(traces, cluster, steps=3)
-    for dataset in ("unpaired_images", "unpaired_labels"):
+    import pyarrow.parquet as pq
+
+    for dataset in ("unpaired_images", "unpaired_labels"):  # both streams at once, as a step draws them
         rows = [[i for e in t if e["event"] == "rows" and e["dataset"] == dataset for i in e["index"]]
                 for t in traces]
-        assert len(rows[0]) == len(rows[1]) == 3 * 4  # a batch of 4 per step
+        assert len(rows[0]) == len(rows[1]) == 3 * 6  # a batch of 6 per step
+        assert len(set(rows[0])) == len(set(rows[1])) == 3 * 6  # no row twice within the epoch
         assert not set(rows[0]) & set(rows[1]), dataset  # disjoint shards
+        every = {i for part in (packed / dataset).glob("part-*.parquet")
+                 for i in pq.read_table(part, columns=["index"])["index"].to_pylist()}
+        assert len(every) == 36 and set(rows[0]) | set(rows[1]) == every, dataset  # the whole set, split

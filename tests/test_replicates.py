@@ -36,7 +36,8 @@ scaling:
 """
 
 
-def test_replicated_trials_report_their_seeds_and_the_confirmation_pools_fresh_ones(tmp_path, capsys, monkeypatch):
+def test_replicated_trials_report_their_seeds_and_the_confirmation_pools_fresh_ones(local_ray, tmp_path, capsys,
+                                                                                   monkeypatch):
     space, out, printed = tune(tmp_path, monkeypatch, capsys, "repeated", REPEATED)
     exp_dir = out / "repeated"
     searched = sorted(exp_dir.glob("_trial_*"))
