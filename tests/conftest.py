@@ -43,12 +43,13 @@ def local_ray():
     return ray
 
 
-# The suite runs on two pytest-xdist workers (pyproject.toml: `-n 2 --dist loadgroup`). Every
-# module whose tests start Ray (in this process, in a subprocess, or as a cluster) is one group,
-# run by one worker in file order, so that two Ray instances never run side by side (they would
-# share /tmp/ray and each other's CPUs) and the shared instance above is reused module to module.
-# The other worker runs the modules without Ray meanwhile (each module as a unit: its
-# module-scoped fixtures are built once).
+# The suite runs on two pytest-xdist workers (pyproject.toml: `-n 2`). Every module whose tests
+# start Ray (in this process, in a subprocess, or as a cluster) is in one scope, run by one worker
+# in file order, so that two Ray instances never run side by side (they would share /tmp/ray and
+# each other's CPUs) and the shared instance above is reused module to module. The other worker
+# runs the modules without Ray meanwhile, each module as a unit (its module-scoped fixtures are
+# built once). A scheduler rather than xdist_group markers: xdist 3.8 renames node ids for
+# groups in a way pytest 9.2 ignores, which ran Ray modules on both workers.
 RAY_MODULES = frozenset({
     "test_dashboard", "test_fault_tolerance", "test_folder_target", "test_gpu_check", "test_gpu_path",
     "test_multinode", "test_pbt", "test_ray_instance", "test_real_layouts", "test_realism_plateau",
@@ -56,21 +57,26 @@ RAY_MODULES = frozenset({
 })
 
 
-def _module(item) -> str:
-    return item.module.__name__.rpartition(".")[2]
+def _module_of(nodeid: str) -> str:
+    return nodeid.split("::")[0].rpartition("/")[2].removesuffix(".py")
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        name = _module(item)
-        item.add_marker(pytest.mark.xdist_group("ray" if name in RAY_MODULES else name))
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class RayModulesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = _module_of(nodeid)
+            return "ray" if module in RAY_MODULES else module
+
+    return RayModulesTogether(config, log)
 
 
 @pytest.fixture(autouse=True)
 def _ray_only_in_ray_modules(request, monkeypatch):
     """A test outside RAY_MODULES that starts Ray fails at once, naming the fix, instead of
     running a second Ray instance beside the Ray group's."""
-    if _module(request.node) in RAY_MODULES:
+    if _module_of(request.node.nodeid) in RAY_MODULES:
         return
     ray = pytest.importorskip("ray")
 
