@@ -132,11 +132,16 @@ def test_killed_tune_driver_resumes_from_a_moved_folder_without_rerunning_finish
     assert (_trial_dir(exp_dir, finished) / "result.json").read_bytes() == before
     assert [e["event"] for e in _trace(_trial_dir(exp_dir, finished))].count("start") == 1
     # the interrupted one continued from a checkpoint its first run had reported
-    starts = [e for e in _trace(_trial_dir(exp_dir, interrupted)) if e["event"] == "start"]
-    reported = [e["step"] for e in _trace(_trial_dir(exp_dir, interrupted)) if e["event"] == "report"]
+    events = _trace(_trial_dir(exp_dir, interrupted))
+    starts = [e for e in events if e["event"] == "start"]
+    reported = [e["step"] for e in events if e["event"] == "report"]
     assert len(starts) == 2 and starts[0]["restored_step"] is None
     assert starts[1]["restored_step"] in reported and 2 <= starts[1]["restored_step"] < 20
     assert reported[-1] == 20
+    # ... and trained on from it: the second run's reports continue after the restored step (a
+    # restart that ignored the checkpoint would report step 0 again)
+    second = [e["step"] for e in events[events.index(starts[1]):] if e["event"] == "report"]
+    assert second and second[0] > starts[1]["restored_step"] and second == sorted(second), second
 
     # the same Optuna study continued, the moved folder's; nothing written where the folder was
     assert not out.exists()
