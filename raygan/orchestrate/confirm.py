@@ -77,6 +77,7 @@ def _round(exp, rows: list[dict], round_: int, exp_dir: Path) -> dict[str, list[
     import ray
     from ray import tune
 
+    from raygan.orchestrate.train import driver_env
     from raygan.orchestrate.tune import CANDIDATE, _trial, fit_concurrency, trial_resources
     from raygan.train.best import best_of
 
@@ -87,7 +88,8 @@ def _round(exp, rows: list[dict], round_: int, exp_dir: Path) -> dict[str, list[
     name = f"confirm_{round_ + 1}"
     cpus, gpus = (ray.cluster_resources().get(k, 0) for k in ("CPU", "GPU"))
     trainable = tune.with_resources(
-        tune.with_parameters(_trial, base=base, scaling=exp.scaling, exp_dir=str(exp_dir / name), search=search),
+        tune.with_parameters(_trial, base=base, scaling=exp.scaling, exp_dir=str(exp_dir / name), search=search,
+                             env=driver_env()),
         trial_resources(exp.scaling, search.repeats))
     tuner = tune.Tuner(
         trainable, param_space={CANDIDATE: tune.grid_search([r["_params"] for r in rows])},

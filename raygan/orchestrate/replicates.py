@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -37,8 +38,10 @@ def seed_config(config: dict, i: int, vary_data: bool) -> dict:
     return out
 
 
-def _replicate(config: dict, restore: dict | None, log_dir: str, label: str, use_gpu: bool, threads: int):
+def _replicate(config: dict, restore: dict | None, log_dir: str, label: str, use_gpu: bool, threads: int,
+               env: dict):
     """One seed's training run, yielding each evaluation (metrics, state, sample grid)."""
+    os.environ.update(env)  # the driver's (orchestrate/train.py driver_env), before anything reads them
     import torch
 
     from raygan.orchestrate.train import _datasets
@@ -62,6 +65,7 @@ def train_replicates(config: dict, scaling, search, trial_dir: Path, label: str)
 
     from raygan.cache import save_atomic
     from raygan.train.best import FOLDER, BestEvaluation, keep
+    from raygan.orchestrate.train import driver_env
     from raygan.train.loop import NonFiniteLoss
 
     k = search.repeats
@@ -89,7 +93,8 @@ def train_replicates(config: dict, scaling, search, trial_dir: Path, label: str)
                                           _generator_backpressure_num_objects=2)
     seeds = [seed_config(config, i, search.repeat_data) for i in range(k)]
     streams = [task.remote(seeds[i], restores[i], str(trial_dir / SEED_FOLDER.format(i)),
-                           f"{label} seed {seeds[i]['train']['seed']}", scaling.use_gpu, threads) for i in range(k)]
+                           f"{label} seed {seeds[i]['train']['seed']}", scaling.use_gpu, threads, driver_env())
+               for i in range(k)]
     try:
         while True:
             refs = [next(s, None) for s in streams]

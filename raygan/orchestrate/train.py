@@ -74,6 +74,7 @@ def run_worker(config: dict, session, rank: int, world: int, device, dataset_sha
 
     config = dict(config)
     runtime = config.pop("_runtime")
+    os.environ.update(runtime["env"])  # before anything reads them (the cache, the weights)
     torch.set_num_threads(runtime["torch_threads"])
     for name in QUIET_LOGGERS:  # one INFO line per checkpoint, between raygan's own progress lines
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -132,6 +133,14 @@ def run_worker(config: dict, session, rank: int, world: int, device, dataset_sha
             raise  # the other ranks may wait in a collective: let Train end the group (the restart stops at once)
 
 
+def driver_env() -> dict[str, str]:
+    """This process's RAYGAN_* variables (cache, weights, test switches) and TORCH_HOME: every
+    trial and Train worker sets them before it starts, so that it reads what the driver reads
+    also on an instance started elsewhere (`ray start`, or a test's), whose processes inherit
+    that instance's environment, not this one's."""
+    return {k: v for k, v in os.environ.items() if k.startswith("RAYGAN_") or k == "TORCH_HOME"}
+
+
 def _with_runtime(config: dict, scaling, run_dir: Path, log_dir: str | None, label: str, streams: bool,
                   best_of=(), window: int = 1) -> dict:
     """The config plus what a worker needs besides the method's knobs; ``best_of``: the search's
@@ -143,7 +152,7 @@ def _with_runtime(config: dict, scaling, run_dir: Path, log_dir: str | None, lab
         "use_gpu": scaling.use_gpu, "log_dir": log_dir, "label": label, "streams": streams,
         "stop_file": str(run_dir / STOP_FILE),
         "trace_dir": str(run_dir / "worker_trace") if os.environ.get(TRACE_ENV) == "1" else None,
-        "kill_at_step": int(os.environ.get(KILL_ENV) or 0) or None})
+        "kill_at_step": int(os.environ.get(KILL_ENV) or 0) or None, "env": driver_env()})
 
 
 def _datasets(config: dict) -> dict | None:

@@ -19,7 +19,8 @@ DATA_CPUS = 1.0  # kept free for Ray Data when trials stream their unpaired sets
 CANDIDATE = "_confirm"  # a confirmation run's one search dimension: a configuration's knobs (orchestrate/confirm.py)
 
 
-def _trial(params: dict, *, base: dict, scaling, exp_dir: str, search) -> None:
+def _trial(params: dict, *, base: dict, scaling, exp_dir: str, search, env: dict) -> None:
+    os.environ.update(env)  # the driver's (orchestrate/train.py driver_env), before anything reads them
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -276,6 +277,7 @@ def run_search(exp: Experiment, resume: bool = False, address: str | None = None
     # more: a driver killed just after a trial finished then finds it finished.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     from raygan.orchestrate.instance import connect
+    from raygan.orchestrate.train import driver_env
 
     # Before anything is written (a bad --address leaves no results folder). The
     # dashboard (on 127.0.0.1 only) also serves the State API that Ray Train polls.
@@ -295,7 +297,7 @@ def run_search(exp: Experiment, resume: bool = False, address: str | None = None
               f"(the Ray cluster has {gpus:g} GPUs)", flush=True)
     trainable = tune.with_resources(
         tune.with_parameters(_trial, base=exp.trial_config, scaling=exp.scaling, exp_dir=str(exp_dir),
-                             search=exp.search),
+                             search=exp.search, env=driver_env()),
         trial_resources(exp.scaling, exp.search.repeats))
     if resume:
         # Finished (and diverged) trials stay as they are; unfinished and errored ones
