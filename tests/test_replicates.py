@@ -36,6 +36,8 @@ scaling:
 """
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_replicated_trials_report_their_seeds_and_the_confirmation_pools_fresh_ones(local_ray, tmp_path, capsys,
                                                                                    monkeypatch):
     space, out, printed = tune(tmp_path, monkeypatch, capsys, "repeated", REPEATED)

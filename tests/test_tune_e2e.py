@@ -30,8 +30,6 @@ scaling:
 """
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(600)
 def tune(tmp_path, monkeypatch, capsys, name: str, text: str):
     """`raygan tune` on ``text`` as <tmp>/<name>.yaml; returns (yaml, results dir, stdout)."""
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
@@ -42,6 +40,8 @@ def tune(tmp_path, monkeypatch, capsys, name: str, text: str):
     return space, out, capsys.readouterr().out
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_tune_micro_space_end_to_end(local_ray, tmp_path, capsys, monkeypatch):
     space, out, printed = tune(tmp_path, monkeypatch, capsys, "micro", MICRO)
     exp_dir = out / "micro"
