@@ -109,7 +109,8 @@ class Evaluator:
         if "realism" in self.computed:
             out["realism"] = realism(images, self.net)
         if "intra_shapesnet" in self.computed:
-            out["intra_shapesnet"] = intra_cluster_diversity(images, self.shots.cpu(), self.distance)
+            out["intra_shapesnet"] = intra_cluster_diversity(images, self.shots.cpu(), self.distance,
+                                                              seed=self.noise_seed)
         if "fd_shapesnet" in self.computed:
             mu, sigma = feature_stats(extract_features(images, self.net).numpy())
             out["fd_shapesnet"] = frechet_distance(mu, sigma, self.mu, self.sigma)
