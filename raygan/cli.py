@@ -47,8 +47,9 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="score a checkpoint (trial or rosinality layout), with each score's provenance")
     e.add_argument("checkpoint", help="a trial folder, checkpoint_* folder, state.pt or rosinality-layout .pt")
-    e.add_argument("--metrics", help="comma-separated: fid, kid, is, fid_shots, intra_lpips, scs, fd_shapesnet, "
-                                     "realism, intra_shapesnet (default fid,kid,intra_lpips); miou for label-to-image")
+    e.add_argument("--metrics", help="comma-separated metrics of raygan/evaluation/fewshot.py's registry: fid, kid, "
+                                     "is, fid_shots, intra_lpips, scs, fd_shapesnet, realism, intra_shapesnet, ... "
+                                     "(default fid,kid,intra_lpips); miou for label-to-image")
     e.add_argument("--samples", type=int, default=1000, help="generated images (fixed z, seeded)")
     e.add_argument("--reference", help="folder of real images for fid/kid (default: embedded held-out targets)")
     e.add_argument("--reference-count", type=int, default=2000, help="embedded reference images")
@@ -178,7 +179,7 @@ def cmd_pretrain(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from raygan.evaluation.command import evaluate_checkpoint, format_table, parse_metrics
+    from raygan.commands.evaluate import evaluate_checkpoint, format_table, parse_metrics
     from raygan.evaluation.fewshot import EvalOptions
 
     opts = EvalOptions(metrics=parse_metrics(args.metrics) if args.metrics else None, samples=args.samples, reference=args.reference,

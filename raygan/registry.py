@@ -68,6 +68,11 @@ def method_module(name: str):
     return import_module(METHODS[name][1])
 
 
+def method_named_by(module: str) -> str | None:
+    """The registered name of the method a module defines (None: not registered)."""
+    return next((name for name, (_, path) in METHODS.items() if path == module), None)
+
+
 def family_name(method: str) -> str:
     return METHODS[method][0]
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from raygan.evaluation import command as E
+from raygan.commands import evaluate as E
+from raygan.runs import find_checkpoint
 from raygan.metrics import diversity as D
 from raygan.cli import main
 from raygan.metrics import features as Fe
@@ -131,19 +132,19 @@ def test_finds_checkpoints_of_trials_and_runs(tmp_path):
         (runs / f"checkpoint_{stamp}").mkdir(parents=True)
         (runs / f"checkpoint_{stamp}" / "state.pt").write_bytes(b"")
     latest = runs / "checkpoint_2026-01-01_00-00-20.1" / "state.pt"
-    assert E.find_checkpoint(trial) == latest                      # a Tune trial whose Train run checkpoints
+    assert find_checkpoint(trial) == latest                      # a Tune trial whose Train run checkpoints
     own = exp / "_trial_ef56ab78_2_lr=0.2_2026-01-01_00-00-00"     # a one-worker trial checkpoints to Tune
     for i in (0, 1, 10):
         (own / f"checkpoint_{i:06d}").mkdir(parents=True)
         (own / f"checkpoint_{i:06d}" / "state.pt").write_bytes(b"")
-    assert E.find_checkpoint(own) == own / "checkpoint_000010" / "state.pt"
-    assert E.find_checkpoint(runs) == latest                       # a Ray Train run folder
-    assert E.find_checkpoint(latest.parent) == latest              # a checkpoint_* folder
-    assert E.find_checkpoint(latest) == latest                     # the file itself
+    assert find_checkpoint(own) == own / "checkpoint_000010" / "state.pt"
+    assert find_checkpoint(runs) == latest                       # a Ray Train run folder
+    assert find_checkpoint(latest.parent) == latest              # a checkpoint_* folder
+    assert find_checkpoint(latest) == latest                     # the file itself
     local = tmp_path / "local"
     local.mkdir()
     (local / "checkpoint.pt").write_bytes(b"")
-    assert E.find_checkpoint(local) == local / "checkpoint.pt"    # raygan train --local
+    assert find_checkpoint(local) == local / "checkpoint.pt"    # raygan train --local
 
 
 def _fails(argv, capsys, *needles):

@@ -115,7 +115,8 @@ def _attempts(events):
 def test_killed_worker_resumes_from_its_last_checkpoint(ray_local, tmp_path, monkeypatch):
     from raygan.train.loop import prepare
     from raygan.orchestrate.diagnostics import KILL_ENV
-    from raygan.orchestrate.train import STATE_FILE, fit_trial
+    from raygan.orchestrate.train import fit_trial
+    from raygan.runs import STATE_FILE
     from raygan.search_space import load_experiment
 
     space = tmp_path / "ft.yaml"

@@ -15,6 +15,7 @@ from raygan.models.checkpoint import load_source
 from raygan.registry import method_module
 from raygan.search_space import load_experiment
 from raygan.methods.base import FewShotData
+from raygan.commands.evaluate import sampling_map
 
 SOURCE = load_source("embedded")
 SHOTS = few_shot_target(32, 4)
@@ -118,9 +119,10 @@ def test_rssa_is_evaluated_and_saved_with_its_compression():
     state = m.state_dict()
     g = SOURCE.generator()
     g.load_state_dict(state["g_ema"])
-    again = generate(g, z, seed=3, batch=6, latent_map=rssa.latent_map_of(state, g))
+    assert state["method"] == "rssa"
+    again = generate(g, z, seed=3, batch=6, latent_map=sampling_map(state, g))
     assert torch.allclose(again, sampled, atol=1e-5)
-    assert rssa.latent_map_of({}, g) is None
+    assert sampling_map({}, g) is None and sampling_map(make(method_module("tgan")).state_dict(), g) is None
 
 
 def test_rssa_scc_distance_knob_reaches_the_loss():

@@ -11,7 +11,6 @@ from raygan.metrics import diversity as D
 from raygan.metrics import features as Fe
 from raygan.metrics.frechet import fd_shapesnet, feature_stats, frechet_distance, reference_stats
 from raygan.metrics.realism import realism
-from raygan.metrics.scs import make_edge_detector
 
 TEST_STEPS = 80  # a short training run: enough for the domain head, not for the published recipe
 
@@ -248,12 +247,13 @@ def test_make_distance_lpips_from_local_file(tmp_path, monkeypatch, backbone):
 
 def test_evaluator_scs_pairs_source_and_adapted_on_the_same_z_and_noise():
     from raygan.data.synthetic import few_shot_target
+    from raygan.evaluation.fewshot import EvalOptions
     from raygan.evaluation.trials import Evaluator
     from raygan.models.checkpoint import load_source
 
     src = load_source("embedded")
     g_s = src.generator().eval()
-    ev = Evaluator(g_s, few_shot_target(32, 4), n_samples=260, edges=make_edge_detector("canny"))
+    ev = Evaluator(g_s, few_shot_target(32, 4), n_samples=260, run_options=EvalOptions(samples=260, scs_edges="canny"))
     assert ev.metrics(src.generator())["scs_canny"] == pytest.approx(1.0)  # the same G: identical edges
     g_t = src.generator()
     with torch.no_grad():

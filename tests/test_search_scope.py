@@ -12,7 +12,8 @@ from raygan.errors import UserError
 from raygan.orchestrate.results import ranked_rows, write_summary
 from raygan.pareto import best_index
 from raygan.search_space import load_experiment
-from raygan.train.best import BestEvaluation, best_checkpoint
+from raygan.runs import best_checkpoint
+from raygan.train.best import BestEvaluation
 
 
 def test_best_index_one_objective_skips_non_finite_and_takes_the_first_on_ties():
@@ -109,7 +110,7 @@ def test_a_trial_that_diverged_after_its_peak_is_still_ranked_by_it(tmp_path):
 
 
 def test_raygan_eval_of_a_trial_folder_scores_its_best_checkpoint(tmp_path):
-    from raygan.evaluation.command import find_checkpoint
+    from raygan.runs import find_checkpoint
 
     folder = tmp_path / "_trial_x"
     (folder / "checkpoint_000002").mkdir(parents=True)

@@ -1,33 +1,77 @@
-"""The published and embedded metrics of a StyleGAN2 generator, each with its provenance.
+"""The few-shot metrics: one registry (``METRICS``), one way to compute each.
 
-``Run`` takes one batch of generated images (fixed z, seeded noise: ``evaluation.sampling``) and
-computes the requested metrics on them, sharing what several need (Inception outputs,
-ShapesNet, the shots). `raygan eval` and the few-shot trials' evaluation both use it, so a
-checkpoint scores the same in a trial and afterwards. Metric networks are loaded once per
-process (``_network``)."""
+Every metric is a function of a ``Run`` (one batch of generated images: fixed z, seeded noise,
+``evaluation.sampling``) returning its Scores with their provenance, registered once with
+``@register(name, mode, needs)``. The trials' evaluation (evaluation/trials.py) and `raygan
+eval` (commands/evaluate.py) compute every metric through ``Run.compute``, so a checkpoint
+scores the same in a trial and afterwards, and every list of metric names (what a trial may
+report, what needs which weights, what only the embedded sketches allow) is derived from
+``METRICS``. Adding a metric: one function and its ``@register`` line (docs/ARCHITECTURE.md).
+``Run`` shares what several metrics need (Inception outputs, the shots, G_s's samples);
+metric networks are loaded once per process (``_network``, ``_shapesnet``, ``load_edges``).
+"""
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
-from raygan.cache import fingerprint
+from raygan.cache import cache_dir, fingerprint, test_networks
 from raygan.errors import UserError
 from raygan.evaluation.sampling import generate
 from raygan.models.lpips import BACKBONES
 
-EMBEDDED_REFERENCE_SEED = 1  # held_out("target", seed=1): the trials' fd_shapesnet reference
-PUBLISHED = ("fid", "kid", "is", "fid_shots", "intra_lpips", "scs")  # published networks, any target
-EMBEDDED = ("fd_shapesnet", "realism", "intra_shapesnet")  # raygan's ShapesNet: the embedded sketches only
-INCEPTION_METRICS = ("fid", "kid", "is", "fid_shots")
+EMBEDDED_REFERENCE_SEED = 1  # held_out("target", seed=1): the embedded reference of fid/kid and fd_shapesnet
+
+# What a metric may need, and how an error names it when it is missing.
+NEEDS = {
+    "inception": "the FID Inception weights",
+    "lpips": "the LPIPS backbone's weights (torchvision VGG16 or AlexNet)",
+    "reference": "held-out target images (data.reference / --reference on a folder target)",
+    "shots": "the target shots",
+    "source": "the source generator G_s, sampled on the same z and noise",
+    "embedded": "raygan's ShapesNet, which knows only the embedded sketches",
+}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric: ``mode`` says which way is better ("min"/"max"); ``needs`` are keys
+    of NEEDS; ``compute(run)`` returns its Scores (scs: one named scs_<edges>)."""
+    name: str
+    mode: str
+    needs: frozenset
+    compute: Callable
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register(name: str, mode: str, needs=()):
+    """Register the decorated ``fn(run) -> list[Score]`` as metric ``name``."""
+    if mode not in ("min", "max") or not set(needs) <= set(NEEDS):
+        raise ValueError(f"metric {name}: mode must be min or max and needs some of {', '.join(NEEDS)}")
+
+    def add(fn):
+        if name in METRICS:
+            raise ValueError(f"metric {name!r} is registered twice")
+        METRICS[name] = Metric(name, mode, frozenset(needs), fn)
+        return fn
+    return add
+
+
+def needing(need: str) -> tuple[str, ...]:
+    """The registered metrics that need ``need`` (a key of NEEDS), in registration order."""
+    return tuple(name for name, m in METRICS.items() if need in m.needs)
 
 
 @dataclass
 class EvalOptions:
-    metrics: tuple | None = None        # None: DEFAULT_METRICS, or miou for a label-to-image checkpoint
+    metrics: tuple | None = None        # None: raygan eval's defaults, or miou for a label-to-image checkpoint
     samples: int = 1000
     reference: str | None = None        # image folder; None: the embedded held-out targets
     reference_count: int = 2000         # embedded reference images
@@ -53,15 +97,15 @@ def preflight(metrics, opts) -> None:
     from raygan import weights
 
     metrics = set(metrics)
-    if metrics & set(INCEPTION_METRICS):
+    if metrics & set(needing("inception")):
         weights.resolve("inception", opts.inception)
-    if "intra_lpips" in metrics:
+    if metrics & set(needing("lpips")):
         weights.resolve(BACKBONES[opts.lpips_net], opts.lpips_weights)
-    if "scs" in metrics and opts.scs_edges == "hed":
+    if metrics & set(needing("source")) and opts.scs_edges == "hed":
         weights.resolve("hed", opts.hed)
-    if opts.reference and metrics & {"fid", "kid"}:
+    if opts.reference and metrics & set(needing("reference")):
         check_folder(opts.reference, 2, "reference images")
-    if opts.shots and metrics & {"intra_lpips", "intra_shapesnet", "fid_shots"}:
+    if opts.shots and metrics & set(needing("shots")):
         check_folder(opts.shots, 1, "shots")
 
 
@@ -85,20 +129,46 @@ def _network(kind: str, path: str, sha256: str, device: str, what: str = ""):
         raise UserError(path, f"not {what or kind}'s state dict ({type(e).__name__}: {first})") from None
 
 
-# ---- the metrics ------------------------------------------------------------------------------
+def _shapesnet(size: int, device: str):
+    """(ShapesNet, its fingerprint), once per process per size, device, cache and network size."""
+    return _cached_shapesnet(size, device, str(cache_dir()), test_networks())
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_shapesnet(size: int, device: str, where: str, test: bool):
+    from raygan.metrics.features import load_shapesnet
+
+    net = load_shapesnet(size, device=device)
+    return net, fingerprint(net)
+
+
+@functools.lru_cache(maxsize=4)
+def load_edges(kind: str, hed_path: str) -> tuple[str, Callable]:
+    """(scs_<kind>, images -> edge maps); HED loaded once per process per weights file."""
+    from raygan.metrics.scs import make_edge_detector
+
+    return make_edge_detector(kind, hed_path)
+
 
 class Run:
-    """What one evaluation computes once and shares between metrics; ``opts`` is
-    EvalOptions. ``shots`` ((images, description)) overrides ``opts.shots``: a
-    trial passes the shots it trains on."""
+    """What one evaluation computes once and shares between metrics; ``opts`` is EvalOptions,
+    ``src`` the evaluated checkpoint's SourceModel. A trial passes what it already holds:
+    ``shots`` ((images, description)) replaces ``opts.shots``; ``source_images`` (G_s on a
+    prefix of ``z``) replaces sampling ``opts.source``, and SCS then scores that prefix;
+    ``shapesnet`` ((net, fingerprint)) the trial's loaded ShapesNet."""
 
-    def __init__(self, opts, src, images: torch.Tensor, z: torch.Tensor, shots=None):
+    def __init__(self, opts, src, images: torch.Tensor, z: torch.Tensor, shots=None, source_images=None,
+                 shapesnet=None):
         self.opts, self.src, self.images, self.z = opts, src, images, z
-        self.size = src.size
-        self._shots = shots
-        self._inception = self._shapesnet = None
+        self.size = src.size if src is not None else images.shape[-1]
+        self._shots, self._source_images, self._shapesnet = shots, source_images, shapesnet
+        self._inception = None
 
-    # -- Inception metrics
+    def compute(self, metric: str) -> list:
+        """The Scores of a registered metric on this run's images."""
+        return METRICS[metric].compute(self)
+
+    # -- Inception
     def inception_net(self):
         from raygan import weights
 
@@ -122,7 +192,6 @@ class Run:
     def reference_features(self) -> tuple[np.ndarray, str]:
         """Inception pool3 features of the reference set, cached on disk: a folder's images are
         prepared as the shots are (``data.images.resize_crop`` to the generator's size)."""
-        from raygan.cache import cache_dir
         from raygan.metrics.published import cached_features, inception_outputs, reference_cache_path, to_uint8
 
         w, net = self.inception_net()
@@ -147,43 +216,7 @@ class Run:
         feats = cached_features(reference_cache_path(cache_dir(), ident, w.sha256, n), compute)
         return feats, f"{ident} ({n} images)"
 
-    def fid(self):
-        from raygan.metrics.published import RESIZE, Score, fid_from_features
-
-        w, _, pool, _ = self.inception()
-        ref, ref_name = self.reference_features()
-        return [Score("fid", fid_from_features(pool, ref), self.network_name(w), w.sha256, RESIZE, len(pool), ref_name)]
-
-    def fid_shots(self):
-        """FID against the training shots themselves: what a folder target without a reference
-        set can be scored by (few images: high variance, named so that it never passes for FID)."""
-        from raygan.metrics.published import RESIZE, Score, fid_from_features, inception_outputs, to_uint8
-
-        w, net, pool, _ = self.inception()
-        shots, shots_name = self.shots()
-        ref = inception_outputs(to_uint8(shots), net, self.opts.batch)[0]
-        return [Score("fid_shots", fid_from_features(pool, ref), self.network_name(w), w.sha256, RESIZE, len(pool),
-                      shots_name)]
-
-    def kid(self):
-        from raygan.metrics.published import KID_SUBSET_SIZE, KID_SUBSETS, RESIZE, Score, kid
-
-        w, _, pool, _ = self.inception()
-        ref, ref_name = self.reference_features()
-        mean, std = kid(pool, ref, seed=self.opts.seed)
-        size = min(KID_SUBSET_SIZE, len(pool), len(ref))
-        return [Score("kid", mean, self.network_name(w), w.sha256, RESIZE, len(pool), ref_name, std=std,
-                      extra={"subsets": KID_SUBSETS, "subset_size": size, "kernel": "(x.y/d + 1)^3"})]
-
-    def is_(self):
-        from raygan.metrics.published import IS_SPLITS, RESIZE, Score, inception_score
-
-        w, _, _, logits = self.inception()
-        mean, std = inception_score(logits, IS_SPLITS)
-        return [Score("is", mean, self.network_name(w), w.sha256, RESIZE, len(logits), "none (1008-way softmax)",
-                      std=std, extra={"splits": IS_SPLITS})]
-
-    # -- LPIPS diversity
+    # -- the shots, G_s's samples, ShapesNet
     def shots(self) -> tuple[torch.Tensor, str]:
         if self._shots is None:
             if self.opts.shots:
@@ -197,81 +230,143 @@ class Run:
                 self._shots = few_shot_target(size=self.size, n_shots=10, seed=0), "embedded 10 target shots (seed 0)"
         return self._shots
 
-    def intra_lpips(self):
-        from importlib.metadata import version
+    def source_images(self) -> tuple[torch.Tensor, str]:
+        """G_s(z) with the same noise as the images (``opts.source``, unless the trial gave them)."""
+        if self._source_images is None:
+            from raygan.models.checkpoint import load_source
 
-        from raygan import weights
-        from raygan.metrics.diversity import LPIPS_MIN_SIZE, intra_cluster_diversity
-        from raygan.metrics.published import Score
+            source = load_source(self.opts.source)
+            if source.size != self.size or source.g_config.get("style_dim") != self.src.g_config.get("style_dim"):
+                raise UserError(self.opts.source, f"the source generator ({source.size}px) does not match the "
+                                                  f"checkpoint ({self.size}px): pass --source")
+            self._source_images = generate(source.generator(), self.z, self.opts.seed, self.opts.batch,
+                                           self.opts.device)
+        return self._source_images, f"G_s(z), same z and noise, source {self.opts.source}"
 
-        backbone = self.opts.lpips_net
-        w = weights.resolve(BACKBONES[backbone], self.opts.lpips_weights)
-        dist = _network(backbone, str(w.path), w.sha256, str(self.opts.device), w.known.what)
-        shots, shots_name = self.shots()
-        value = intra_cluster_diversity(self.images, shots, dist, seed=self.opts.seed)
-        resize = f"bilinear to {LPIPS_MIN_SIZE} px" if self.size < LPIPS_MIN_SIZE else "none"
-        verified = "" if w.verified else ", UNVERIFIED backbone"
-        return [Score("intra_lpips", value, f"lpips {version('lpips')} {backbone} v0.1{verified}",
-                      w.sha256, resize, len(self.images), f"nearest of {shots_name}; <= 50 per cluster")]
-
-    # -- SCS
-    def scs(self):
-        from raygan import weights
-        from raygan.metrics.published import Score
-        from raygan.metrics.scs import make_edge_detector, scs
-        from raygan.models.checkpoint import load_source
-
-        kind = self.opts.scs_edges
-        w = weights.resolve("hed", self.opts.hed) if kind == "hed" else None
-        name, edges = make_edge_detector(kind, str(w.path) if w else "")
-        source = load_source(self.opts.source)
-        if source.size != self.size or source.g_config.get("style_dim") != self.src.g_config.get("style_dim"):
-            raise UserError(self.opts.source, f"the source generator ({source.size}px) does not match the "
-                                              f"checkpoint ({self.size}px): pass --source")
-        g_s = generate(source.generator(), self.z, self.opts.seed, self.opts.batch, self.opts.device)
-        value = scs(self.images, g_s, edges)
-        network = "hed (sniklaus/pytorch-hed bsds500)" if w else f"{kind} (not HED)"
-        return [Score(name, value, network, w.sha256 if w else "", "none", len(self.images),
-                      f"G_s(z), same z and noise, source {self.opts.source}")]
-
-    # -- embedded metrics
     def shapesnet(self):
         if self._shapesnet is None:
-            from raygan.metrics.features import load_shapesnet
-
-            net = load_shapesnet(self.size, device=self.opts.device)
-            self._shapesnet = (net, fingerprint(net))
+            self._shapesnet = _shapesnet(self.size, str(self.opts.device))
         return self._shapesnet
 
-    def _embedded(self, metric, value, reference):
+    def embedded_score(self, metric, value, reference):
         from raygan.metrics.features import VERSION
         from raygan.metrics.published import Score
 
         return [Score(metric, value, f"shapesnet {VERSION} (raygan's own, not a published network)",
                       self.shapesnet()[1], "none", len(self.images), reference)]
 
-    def fd_shapesnet(self):
-        from raygan.metrics.frechet import N_SKETCH_REFERENCE, sketch_reference_stats
-        from raygan.metrics.features import extract_features
-        from raygan.metrics.frechet import feature_stats, frechet_distance
 
-        net = self.shapesnet()[0]
-        mu, sigma = feature_stats(extract_features(self.images, net).numpy())
-        value = frechet_distance(mu, sigma, *sketch_reference_stats(net, self.size))
-        return self._embedded("fd_shapesnet", value, f"embedded held-out target sketches ({N_SKETCH_REFERENCE}, seed 1)")
+# ---- the metrics: one function each, registered once ------------------------------------------
 
-    def realism(self):
-        from raygan.metrics.realism import realism
+@register("fid", "min", needs=("inception", "reference"))
+def fid(run: Run):
+    """Fréchet Inception distance to the reference set (Heusel et al.)."""
+    from raygan.metrics.published import RESIZE, Score, fid_from_features
 
-        return self._embedded("realism", realism(self.images, self.shapesnet()[0]), "domain head (DCL Eq. 3)")
+    w, _, pool, _ = run.inception()
+    ref, ref_name = run.reference_features()
+    return [Score("fid", fid_from_features(pool, ref), run.network_name(w), w.sha256, RESIZE, len(pool), ref_name)]
 
-    def intra_shapesnet(self):
-        from raygan.metrics.diversity import intra_cluster_diversity, shapesnet_distance
 
-        shots, shots_name = self.shots()
-        value = intra_cluster_diversity(self.images, shots, shapesnet_distance(self.shapesnet()[0]),
-                                        seed=self.opts.seed)
-        return self._embedded("intra_shapesnet", value, f"nearest of {shots_name}; <= 50 per cluster")
+@register("kid", "min", needs=("inception", "reference"))
+def kid(run: Run):
+    """Kernel Inception distance to the reference set: mean and sd over subsets."""
+    from raygan.metrics.published import KID_SUBSET_SIZE, KID_SUBSETS, RESIZE, Score, kid as kid_of
 
-    def compute(self, metric: str):
-        return getattr(self, "is_" if metric == "is" else metric)()
+    w, _, pool, _ = run.inception()
+    ref, ref_name = run.reference_features()
+    mean, std = kid_of(pool, ref, seed=run.opts.seed)
+    size = min(KID_SUBSET_SIZE, len(pool), len(ref))
+    return [Score("kid", mean, run.network_name(w), w.sha256, RESIZE, len(pool), ref_name, std=std,
+                  extra={"subsets": KID_SUBSETS, "subset_size": size, "kernel": "(x.y/d + 1)^3"})]
+
+
+@register("is", "max", needs=("inception",))
+def inception_score(run: Run):
+    """Inception score over IS_SPLITS splits."""
+    from raygan.metrics.published import IS_SPLITS, RESIZE, Score, inception_score as is_of
+
+    w, _, _, logits = run.inception()
+    mean, std = is_of(logits, IS_SPLITS)
+    return [Score("is", mean, run.network_name(w), w.sha256, RESIZE, len(logits), "none (1008-way softmax)",
+                  std=std, extra={"splits": IS_SPLITS})]
+
+
+@register("fid_shots", "min", needs=("inception", "shots"))
+def fid_shots(run: Run):
+    """FID against the training shots themselves: what a folder target without a reference
+    set can be scored by (few images: high variance, named so that it never passes for FID)."""
+    from raygan.metrics.published import RESIZE, Score, fid_from_features, inception_outputs, to_uint8
+
+    w, net, pool, _ = run.inception()
+    shots, shots_name = run.shots()
+    ref = inception_outputs(to_uint8(shots), net, run.opts.batch)[0]
+    return [Score("fid_shots", fid_from_features(pool, ref), run.network_name(w), w.sha256, RESIZE, len(pool),
+                  shots_name)]
+
+
+@register("intra_lpips", "max", needs=("lpips", "shots"))
+def intra_lpips(run: Run):
+    """The CDC/DCL papers' intra-cluster LPIPS diversity around the shots."""
+    from importlib.metadata import version
+
+    from raygan import weights
+    from raygan.metrics.diversity import LPIPS_MIN_SIZE, intra_cluster_diversity
+    from raygan.metrics.published import Score
+
+    backbone = run.opts.lpips_net
+    w = weights.resolve(BACKBONES[backbone], run.opts.lpips_weights)
+    dist = _network(backbone, str(w.path), w.sha256, str(run.opts.device), w.known.what)
+    shots, shots_name = run.shots()
+    value = intra_cluster_diversity(run.images, shots, dist, seed=run.opts.seed)
+    resize = f"bilinear to {LPIPS_MIN_SIZE} px" if run.size < LPIPS_MIN_SIZE else "none"
+    verified = "" if w.verified else ", UNVERIFIED backbone"
+    return [Score("intra_lpips", value, f"lpips {version('lpips')} {backbone} v0.1{verified}",
+                  w.sha256, resize, len(run.images), f"nearest of {shots_name}; <= 50 per cluster")]
+
+
+@register("scs", "max", needs=("source",))
+def scs(run: Run):
+    """RSSA's structural consistency of G_t(z) with G_s(z) (Eq. 9–10), reported as scs_<edges>."""
+    from raygan import weights
+    from raygan.metrics.published import Score
+    from raygan.metrics.scs import scs as scs_of
+
+    kind = run.opts.scs_edges
+    w = weights.resolve("hed", run.opts.hed) if kind == "hed" else None
+    name, edges = load_edges(kind, str(w.path) if w else "")
+    g_s, reference = run.source_images()
+    value = scs_of(run.images[:len(g_s)], g_s, edges)
+    network = "hed (sniklaus/pytorch-hed bsds500)" if w else f"{kind} (not HED)"
+    return [Score(name, value, network, w.sha256 if w else "", "none", len(g_s), reference)]
+
+
+@register("fd_shapesnet", "min", needs=("embedded",))
+def fd_shapesnet(run: Run):
+    """Fréchet distance to held-out embedded target sketches in ShapesNet's features."""
+    from raygan.metrics.features import extract_features
+    from raygan.metrics.frechet import N_SKETCH_REFERENCE, feature_stats, frechet_distance, sketch_reference_stats
+
+    net = run.shapesnet()[0]
+    mu, sigma = feature_stats(extract_features(run.images, net).numpy())
+    value = frechet_distance(mu, sigma, *sketch_reference_stats(net, run.size))
+    return run.embedded_score("fd_shapesnet", value, f"embedded held-out target sketches ({N_SKETCH_REFERENCE}, "
+                                                     f"seed {EMBEDDED_REFERENCE_SEED})")
+
+
+@register("realism", "max", needs=("embedded",))
+def realism(run: Run):
+    """p_t of DCL Eq. 3: ShapesNet's domain head's mean probability that G_t(z) is a target image."""
+    from raygan.metrics.realism import realism as realism_of
+
+    return run.embedded_score("realism", realism_of(run.images, run.shapesnet()[0]), "domain head (DCL Eq. 3)")
+
+
+@register("intra_shapesnet", "max", needs=("embedded", "shots"))
+def intra_shapesnet(run: Run):
+    """Intra-cluster diversity around the shots in ShapesNet's features."""
+    from raygan.metrics.diversity import intra_cluster_diversity, shapesnet_distance
+
+    shots, shots_name = run.shots()
+    value = intra_cluster_diversity(run.images, shots, shapesnet_distance(run.shapesnet()[0]), seed=run.opts.seed)
+    return run.embedded_score("intra_shapesnet", value, f"nearest of {shots_name}; <= 50 per cluster")

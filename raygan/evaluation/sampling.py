@@ -1,6 +1,6 @@
 """The one seeded way few-shot generators are sampled for evaluation.
 
-Trial evaluations (evaluation/trials.py) and `raygan eval` (raygan/evaluation/command.py) both draw their codes
+Trial evaluations (evaluation/trials.py) and `raygan eval` (raygan/commands/evaluate.py) both draw their codes
 with ``eval_codes`` and render them with ``generate``, so a checkpoint scores the same in both
 for the same seed and sample count.
 """

@@ -10,10 +10,11 @@ import torch
 from raygan.errors import UserError
 from raygan.methods.base import FewShotData
 from raygan.methods.fewshot.adapter import FewShotAdapter
-from raygan.methods.fewshot.sections import SECTIONS
+from raygan.evaluation.fewshot import METRICS, needing
+from raygan.methods.fewshot.sections import SECTIONS, TrainConfig
 from raygan.models.lpips import BACKBONES
 from raygan.registry import Family
-from raygan.train.sync import no_sync
+from raygan.sync import no_sync
 
 
 def build(t: dict, device="cpu", grad_sync: Callable = no_sync, seed: int = 0, **_) -> FewShotAdapter:
@@ -24,10 +25,8 @@ def build(t: dict, device="cpu", grad_sync: Callable = no_sync, seed: int = 0, *
 
     source = load_source(t["model"].checkpoint)
     shots, shots_name = target_shots(t["data"], source.size)
-    method = method_module(t["method_name"]).Method(t["method"], t, FewShotData(source, shots), device=device,
-                                                    grad_sync=grad_sync, seed=seed)
-    method.shots_name = shots_name
-    return method
+    return method_module(t["method_name"]).Method(t["method"], t, FewShotData(source, shots, shots_name),
+                                                  device=device, grad_sync=grad_sync, seed=seed)
 
 
 def trial_metrics(data, train) -> tuple[str, ...]:
@@ -79,11 +78,11 @@ def reported_names(data, train) -> list[str]:
 
 def default_objective(cfg: dict) -> tuple[str, str]:
     """search.metric / mode when the experiment names none: fd_shapesnet on the embedded
-    sketches, else FID against the reference set (or against the shots without one)."""
+    sketches, else FID against the reference set (or against the shots without one); the
+    mode is the metric's registered direction."""
     data = cfg["data"]
-    if data["target"] == "sketches":
-        return "fd_shapesnet", "min"
-    return ("fid" if data["reference"] else "fid_shots"), "min"
+    metric = "fd_shapesnet" if data["target"] == "sketches" else ("fid" if data["reference"] else "fid_shots")
+    return metric, METRICS[metric].mode
 
 
 def run_options(t: dict, device="cpu"):
@@ -99,17 +98,6 @@ def run_options(t: dict, device="cpu"):
                        device=str(device))
 
 
-def edge_detector(train):
-    """(name, edges) of SCS; HED's weights resolved as every weights file is."""
-    from raygan.metrics.scs import make_edge_detector
-
-    if train.scs_edges != "hed":
-        return make_edge_detector(train.scs_edges)
-    from raygan import weights
-
-    return make_edge_detector("hed", str(weights.resolve("hed", train.hed_weights or None).path))
-
-
 class Evaluation:
     """The trial's metrics of G_t (``trial_metrics``); grid: G_s above G_t, same z."""
     grid_name = "source_vs_adapted"
@@ -121,9 +109,7 @@ class Evaluation:
 
         data, train = t["data"], t["train"]
         self.evaluator = Evaluator(method.g_source, method.shots, train.eval_samples, seed=train.seed,
-                                   device=device, edges=edge_detector(train) if "scs" in trial_metrics(
-                                       data, train) else None,
-                                   latent_map=method.latent_map(), metrics=trial_metrics(data, train),
+                                   device=device, latent_map=method.latent_map(), metrics=trial_metrics(data, train),
                                    run_options=run_options(t, device), source=method.source,
                                    shots_name=method.shots_name, diversity=diversity_metric(data, train),
                                    saturation=Saturation(train.saturation_window, train.saturation_tolerance,
@@ -145,20 +131,19 @@ class Evaluation:
 def check_metrics(t: dict, objectives, where: str) -> None:
     """Before any trial: the metrics suit the target, their weights files and folders exist
     (one line naming the missing file), and every objective is a reported metric."""
-    from raygan.methods.fewshot.sections import EMBEDDED_METRICS
-    from raygan.evaluation.fewshot import preflight
+    from raygan.evaluation.fewshot import load_edges, preflight
     from raygan.evaluation.saturation import SATURATED_AT
 
     data, train = t["data"], t["train"]
     metrics = computed_metrics(data, train)
     if not data.embedded:
-        embedded = [m for m in metrics if m in EMBEDDED_METRICS]
+        embedded = [m for m in metrics if m in needing("embedded")]
         if embedded:
             knob = "train.metrics" if embedded[0] in trial_metrics(data, train) else "train.diversity"
             raise UserError(where, f"{knob}: {embedded[0]} uses raygan's ShapesNet, which knows only the "
                                    "embedded sketches; a folder target is scored by fid/kid (with data.reference), "
                                    "fid_shots, diversity (LPIPS) or scs")
-    if not data.embedded and not data.reference and {"fid", "kid"} & set(metrics):
+    if not data.embedded and not data.reference and set(needing("reference")) & set(metrics):
         raise UserError(where, "train.metrics: fid/kid on a folder target need data.reference (a folder of "
                                "held-out target images); without one use fid_shots, intra_lpips or scs")
     names = reported_names(data, train)
@@ -170,21 +155,22 @@ def check_metrics(t: dict, objectives, where: str) -> None:
             raise UserError(where, f"search.metric: {metric!r} is not reported by this experiment's trials "
                                    f"(they report {', '.join(names)}; set train.metrics)")
     preflight(metrics, run_options(t))
-    if "scs" in metrics:
-        edge_detector(train)  # a bad HED file fails here
+    if "scs" in metrics and train.scs_edges == "hed":
+        from raygan import weights
+
+        load_edges("hed", str(weights.resolve("hed", train.hed_weights or None).path))  # a bad HED file fails here
 
 
 def pinned_weights(t: dict) -> dict[str, str]:
     """The weights files this driver found, as knobs for the trials (``train.*_weights``): a
     trial then reads the very file that was checked and hashed here, whatever environment its
     Ray worker was started with."""
-    from raygan.evaluation.fewshot import INCEPTION_METRICS
     from raygan import weights
 
     metrics, train = set(computed_metrics(t["data"], t["train"])), t["train"]
-    wanted = {"inception_weights": ("inception", bool(metrics & set(INCEPTION_METRICS))),
-              "lpips_weights": (BACKBONES[train.lpips_net], "intra_lpips" in metrics),
-              "hed_weights": ("hed", "scs" in metrics and train.scs_edges == "hed")}
+    wanted = {"inception_weights": ("inception", bool(metrics & set(needing("inception")))),
+              "lpips_weights": (BACKBONES[train.lpips_net], bool(metrics & set(needing("lpips")))),
+              "hed_weights": ("hed", bool(metrics & set(needing("source"))) and train.scs_edges == "hed")}
     pins = {f"train.{knob}": str(weights.resolve(name, getattr(train, knob) or None).path.resolve())
             for knob, (name, used) in wanted.items() if used}
     # What `diversity` is, decided once here, so every trial computes the same one.
@@ -222,17 +208,31 @@ def prepare(t: dict, methods: list[str], where: str, progress=print, objectives=
 def warm_caches(t: dict, source, shots, progress=print) -> None:
     """What every trial's evaluation would otherwise build first, once, in the driver:
     ShapesNet and its reference statistics, the reference set's Inception features."""
-    from raygan.evaluation.trials import SHAPESNET_METRICS, warm_cache
+    from raygan.evaluation.trials import warm_cache
 
     metrics = computed_metrics(t["data"], t["train"])
-    if set(metrics) & set(SHAPESNET_METRICS):
+    if set(metrics) & set(needing("embedded")):
         warm_cache(source.size)
-    if {"fid", "kid"} & set(metrics):
+    if set(metrics) & set(needing("reference")):
         from raygan.evaluation.fewshot import Run
 
         progress("inception features of the reference set (cached)")
         Run(run_options(t), source, images=None, z=None).reference_features()
 
 
+class TrainSection(TrainConfig):
+    """The few-shot ``train`` section, its metric names checked against the registry (the
+    methods' layer, where TrainConfig lives, cannot see evaluation/)."""
+
+    def validate(self, where, section):
+        allowed = ("diversity", *METRICS)
+        bad = [m for m in self.metrics if m not in allowed]
+        if bad:
+            raise UserError(where, f"{section}.metrics: unknown metric {bad[0]!r} (expected some of "
+                                   f"{', '.join(allowed)})")
+        super().validate(where, section)
+
+
 FAMILY = Family(name="fewshot", build=build, evaluation=Evaluation, prepare=prepare,
-                default_objective=default_objective, sections=SECTIONS, grid_shared_rows=("source",))
+                default_objective=default_objective, sections={**SECTIONS, "train": TrainSection},
+                grid_shared_rows=("source",))

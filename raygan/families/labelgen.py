@@ -11,7 +11,7 @@ from raygan.errors import UserError
 from raygan.methods.labelgen.harness import LabelToImage
 from raygan.methods.labelgen.sections import SECTIONS, DataConfig
 from raygan.registry import Family
-from raygan.train.sync import no_sync
+from raygan.sync import no_sync
 
 # -- data -------------------------------------------------------------------------------------
 

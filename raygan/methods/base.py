@@ -8,27 +8,39 @@ from typing import Callable
 
 import torch
 
-from raygan.train.sync import no_sync
+from raygan.sync import no_sync
 
 
 @dataclass
 class FewShotData:
     """What a few-shot method adapts: the pretrained source (models.checkpoint.SourceModel)
-    and the target shots [n, 3, H, W] in [-1, 1]."""
+    the target shots [n, 3, H, W] in [-1, 1], and where they came from (for provenance)."""
     source: object
     shots: torch.Tensor
+    shots_name: str = "the shots"
 
 
 class Method(abc.ABC):
     """``Method(cfg, t, data, device, grad_sync, seed)``: the method's own Config, the typed
     sections of the experiment (``t["train"]``, ``t["model"]``, ...), the family's data
     (few-shot: ``FewShotData``; label-to-image: a batch source), the device, the gradient
-    sync of data parallelism (train/sync.py) and the seed of its own RNG streams.
+    sync of data parallelism (raygan/sync.py) and the seed of its own RNG streams.
 
     ``step()`` runs one training step and returns its scalar logs; ``step_count`` counts
     them; ``state_dict()`` / ``load_state_dict()`` checkpoint and resume everything a
-    step depends on (networks, optimisers, RNG states)."""
+    step depends on (networks, optimisers, RNG states).
+
+    What a saved state is to the commands that read it (`raygan eval`): ``sampling_map(state,
+    g)`` is how its generator is sampled (None: G's own mapping). ``source`` is the pretrained
+    model a method adapts (None: trained from scratch)."""
     step_count: int = 0
+    source: object | None = None
+
+    @classmethod
+    def sampling_map(cls, state: dict, g) -> Callable | None:
+        """z -> W+ styles that a saved ``state``'s generator ``g`` is sampled through (e.g.
+        RSSA's compression, saved by its state_dict), or None: G's own mapping."""
+        return None
 
     @abc.abstractmethod
     def __init__(self, cfg, t: dict, data, device="cpu", grad_sync: Callable = no_sync, seed: int = 0):

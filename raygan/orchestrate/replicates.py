@@ -23,7 +23,7 @@ from pathlib import Path
 
 from raygan import stats
 from raygan.evaluation.saturation import SATURATED_AT, Saturation
-from raygan.train.best import SEED_FOLDER
+from raygan.runs import BEST_FOLDER, SEED_FOLDER, STATE_FILE
 
 AGGREGATE_FILE = "metrics.json"  # in a checkpoint: the aggregate it was reported with
 SATURATION_FILE = "saturation.json"  # in a checkpoint: the mean realism curve so far
@@ -64,7 +64,7 @@ def train_replicates(config: dict, scaling, search, trial_dir: Path, label: str)
     from ray import tune
 
     from raygan.cache import save_atomic
-    from raygan.train.best import FOLDER, BestEvaluation, keep
+    from raygan.train.best import BestEvaluation, keep
     from raygan.orchestrate.train import driver_env
     from raygan.train.loop import NonFiniteLoss
 
@@ -73,7 +73,7 @@ def train_replicates(config: dict, scaling, search, trial_dir: Path, label: str)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            restores = [torch.load(Path(d) / SEED_FOLDER.format(i) / "state.pt", weights_only=True) for i in range(k)]
+            restores = [torch.load(Path(d) / SEED_FOLDER.format(i) / STATE_FILE, weights_only=True) for i in range(k)]
             last = json.loads((Path(d) / AGGREGATE_FILE).read_text())
             if (Path(d) / SATURATION_FILE).is_file():
                 restored_saturation = json.loads((Path(d) / SATURATION_FILE).read_text())
@@ -115,7 +115,7 @@ def train_replicates(config: dict, scaling, search, trial_dir: Path, label: str)
             if best is not None:
                 if states[0] is not None and best.update(metrics):
                     for i, it in enumerate(items):
-                        keep(trial_dir / SEED_FOLDER.format(i) / FOLDER, it["state"], it["grid"])
+                        keep(trial_dir / SEED_FOLDER.format(i) / BEST_FOLDER, it["state"], it["grid"])
                     best.save(None, items[0]["grid"])  # the configuration's picture: seed 0's
                 else:
                     best.save(None)
@@ -125,7 +125,7 @@ def train_replicates(config: dict, scaling, search, trial_dir: Path, label: str)
                 continue
             with tempfile.TemporaryDirectory() as d:
                 for i, state in enumerate(states):
-                    save_atomic(state, Path(d) / SEED_FOLDER.format(i) / "state.pt")
+                    save_atomic(state, Path(d) / SEED_FOLDER.format(i) / STATE_FILE)
                 (Path(d) / AGGREGATE_FILE).write_text(json.dumps(metrics))
                 if saturation is not None:
                     (Path(d) / SATURATION_FILE).write_text(json.dumps(dataclasses.asdict(saturation)))

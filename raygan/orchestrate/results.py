@@ -15,10 +15,11 @@ from pathlib import Path
 import yaml
 
 from raygan.pareto import finite, pareto_ranks
+from raygan.runs import (BEST_FOLDER, ERROR_FILE, EXPERIMENT_COPY, PARAMS_FILE, RESULT_FILE, SEED_FOLDER,
+                         STATE_FILE, best_checkpoint, seed_checkpoints, trial_folders)
 from raygan.registry import family_of
 from raygan.search_space import Experiment, resolve
 
-EXPERIMENT_COPY = "experiment.yaml"  # the experiment file as run, beside its results
 STOPPED = "stopped"  # the result key saying why a trial stopped early (e.g. a loss became non-finite)
 
 
@@ -119,12 +120,13 @@ def noise_summary(rows: list[dict], exp: Experiment) -> str:
 
 
 def _is_result_metric(k: str) -> bool:
+    from raygan.evaluation.fewshot import METRICS
+    from raygan.evaluation.saturation import DIVERSITY_AT_SATURATION, SATURATED_AT
     from raygan.stats import SEM
 
     k = k[: -len(SEM)] if k.endswith(SEM) else k
-    return (k in ("step", "realism", "diversity", "fd_shapesnet", "sec_per_step", "fid", "kid", "fid_shots", "is",
-                  "diversity_at_saturation", "saturated_at_step")
-            or k.startswith(("intra_", "fd_", "scs_", "miou_")))
+    return (k in ("step", "sec_per_step", "diversity", DIVERSITY_AT_SATURATION, SATURATED_AT, *METRICS)
+            or k.startswith(("fd_", "scs_", "miou_")))  # scs_<edges>; label-to-image: miou_<segmenter>, fd_segnet
 
 
 def _write_csv(path: Path, rows: list[dict], cols: list[str]) -> None:
@@ -188,7 +190,7 @@ def comparison(rows: list[dict]) -> tuple[list[dict], list[dict]]:
 
 
 def write_comparison(rows: list[dict], exp_dir: Path) -> list[dict]:
-    from raygan.report.grids import comparison_grid
+    from raygan.orchestrate.grids import comparison_grid
 
     per_trial, per_method = comparison(rows)
     cols = [k for k in dict.fromkeys(k for r in per_trial for k in r) if not k.startswith("_")]
@@ -257,17 +259,14 @@ def write_summary(results, exp: Experiment, exp_dir: Path, rows: list[dict] | No
         write_comparison(rows, exp_dir)
     best = rows[0] if rows and rows[0]["_ranked"] else None
     if best is not None:
-        from raygan.train.best import best_checkpoint
-
         metric = exp.search.objectives[0][0]
         how = (f"first of the Pareto front by {metric}" if exp.search.multi_objective
                else f"best trial by {exp.search.describe()}")
-        from raygan.train.best import SEED_FOLDER, seed_checkpoints
 
         kept = best_checkpoint(best["_path"]) if exp.search.scope == "best" and best["_path"] else None
         if kept is None and exp.search.scope == "best" and best["_path"] and seed_checkpoints(best["_path"]):
             kept = (f"{len(seed_checkpoints(best['_path']))} seeds' states, "
-                    f"{Path(best['_path']) / SEED_FOLDER.format('<i>') / 'best' / 'state.pt'}")
+                    f"{Path(best['_path']) / SEED_FOLDER.format('<i>') / BEST_FOLDER / STATE_FILE}")
         where = (f"\n# its best evaluation, step {best.get('step')}: {kept} (train.steps {best.get('step')} "
                  "stops this run there)" if kept else "")
         tied = [r["trial"] for r in rows if r.get(NOISE, "").startswith("tied")]
@@ -296,8 +295,8 @@ def read_trials(exp_dir: Path) -> list[TrialRecord]:
     JSON report per line), error.txt (appended at each failure; one after the
     last report is the trial's status)."""
     out = []
-    for d in sorted(p for p in Path(exp_dir).iterdir() if p.is_dir() and p.name.startswith("_trial_")):
-        params_file, result_file, error_file = d / "params.json", d / "result.json", d / "error.txt"
+    for d in trial_folders(exp_dir):
+        params_file, result_file, error_file = d / PARAMS_FILE, d / RESULT_FILE, d / ERROR_FILE
         if not params_file.is_file():
             continue
         history = []

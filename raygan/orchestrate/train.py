@@ -17,9 +17,8 @@ import tempfile
 from pathlib import Path
 
 from raygan.orchestrate.diagnostics import KILL_ENV, TRACE_ENV, WorkerTrace
+from raygan.runs import METRICS_FILE, STATE_FILE
 
-STATE_FILE = "state.pt"
-METRICS_FILE = "metrics.json"  # beside the state: what a finished run reports again when resumed
 STOP_FILE = "stopped.txt"
 QUIET_LOGGERS = ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage")
 
@@ -69,7 +68,7 @@ def run_worker(config: dict, session, rank: int, world: int, device, dataset_sha
 
     from raygan.train.best import BestEvaluation
     from raygan.train.loop import Hooks, NonFiniteLoss, run
-    from raygan.train.sync import no_sync
+    from raygan.sync import no_sync
     from raygan.cache import save_atomic
 
     config = dict(config)

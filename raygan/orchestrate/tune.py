@@ -27,6 +27,7 @@ def _trial(params: dict, *, base: dict, scaling, exp_dir: str, search, env: dict
     from raygan.orchestrate.replicates import train_replicates
     from raygan.orchestrate.results import STOPPED
     from raygan.orchestrate.train import fit_trial, train_in_trial
+    from raygan.runs import TRAIN_RUNS, train_run_name
     from raygan.train.best import BestEvaluation
     from raygan.train.loop import NonFiniteLoss
 
@@ -45,8 +46,8 @@ def _trial(params: dict, *, base: dict, scaling, exp_dir: str, search, env: dict
             train_in_trial(resolve(base, params), scaling, log_dir=str(trial_dir), label=label, best_of=best_of,
                            window=search.window)
         else:  # a stable Train run name per trial, so a restarted trial finds its checkpoints
-            fit_trial(resolve(base, params), scaling, name=f"train_{ctx.get_trial_id()}",
-                      storage=str(Path(exp_dir) / "_train"), log_dir=str(trial_dir),
+            fit_trial(resolve(base, params), scaling, name=train_run_name(ctx.get_trial_id()),
+                      storage=str(Path(exp_dir) / TRAIN_RUNS), log_dir=str(trial_dir),
                       callbacks=[TuneReportCallback()], label=label, best_of=best_of, window=search.window)
     except NonFiniteLoss as e:
         # A diverged trial has finished (its status says why), not failed: neither
@@ -218,7 +219,7 @@ def _check_results_dir(exp: Experiment, storage: Path, exp_dir: Path, resume: bo
     """Before anything is built or written: output.dir can be written, a new search
     gets an empty folder, and --resume continues this experiment's search only (the
     experiment file kept beside the results, EXPERIMENT_COPY, says whose it is)."""
-    from raygan.orchestrate.results import EXPERIMENT_COPY
+    from raygan.runs import EXPERIMENT_COPY
     from raygan.search_space import load_experiment
 
     probe = storage

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from raygan.errors import UserError
 from raygan.orchestrate.confirm import confirmed, read_confirmation
-from raygan.orchestrate.results import EXPERIMENT_COPY, _fmt, ranked_rows, read_trials, trial_yaml
+from raygan.orchestrate.results import _fmt, ranked_rows, read_trials, trial_yaml
 from raygan.pareto import finite, pareto_ranks
-from raygan.train.best import FOLDER as BEST_FOLDER
+from raygan.runs import BEST_FOLDER, BEST_SAMPLES, EXPERIMENT_COPY, PARAMS_FILE, TRIAL_PREFIX
 
 MANIFEST = ".raygan-report"
 SAMPLE_GRIDS = 4  # best trials whose samples are shown
@@ -31,7 +31,7 @@ def load_run(run_dir: Path, space: str | None):
         raise UserError(run_dir, "no such folder (expected a raygan tune results folder, e.g. raygan_results/dcl)")
     trials = read_trials(run_dir)
     if not trials:
-        raise UserError(run_dir, "not a raygan tune results folder (no _trial_*/params.json in it)")
+        raise UserError(run_dir, f"not a raygan tune results folder (no {TRIAL_PREFIX}*/{PARAMS_FILE} in it)")
     path = Path(space) if space else run_dir / EXPERIMENT_COPY
     if not space and not path.is_file():
         raise UserError(run_dir, f"no {EXPERIMENT_COPY} (a run from an older raygan): name its experiment file "
@@ -250,7 +250,7 @@ def _trials_section(exp, rows) -> str:
 def _samples_section(rows, files) -> str:
     grids = []
     for i, r in enumerate(rows, 1):
-        best = Path(r["_path"] or "") / BEST_FOLDER / "samples.png"  # scope best: the best evaluation's grid
+        best = Path(r["_path"] or "") / BEST_FOLDER / BEST_SAMPLES  # scope best: the best evaluation's grid
         png = best if best.is_file() else Path(r["_path"] or "") / "samples.png"
         if r["_ranked"] and png.is_file() and len(grids) < SAMPLE_GRIDS:
             trial = str(r["trial"])

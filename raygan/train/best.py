@@ -20,13 +20,9 @@ import os
 from pathlib import Path
 
 from raygan.pareto import best_index
+from raygan.runs import BEST_FOLDER, BEST_RECORD, BEST_SAMPLES, STATE_FILE
 
 PREFIX = "best/"  # reported keys: best/<metric> for every metric of the best evaluation
-FOLDER = "best"  # in the trial's folder: state.pt, samples.png, evaluations.json
-RECORD = "evaluations.json"
-STATE = "state.pt"
-SAMPLES = "samples.png"
-SEED_FOLDER = "seed_{}"  # in a replicated trial's folder (search.repeats): seed i's log folder
 
 
 def reported_name(metric: str) -> str:
@@ -50,11 +46,11 @@ class BestEvaluation:
                  window: int = 1, statistic: str = "mean"):
         self.objectives = list(objectives)
         self.window, self.statistic = window, statistic
-        self.folder = Path(folder) / FOLDER if folder else None
+        self.folder = Path(folder) / BEST_FOLDER if folder else None
         self.evaluations: list[dict] = []  # each candidate evaluation's metrics
         self.best: dict | None = None
-        if self.folder and (self.folder / RECORD).is_file():
-            record = json.loads((self.folder / RECORD).read_text())
+        if self.folder and (self.folder / BEST_RECORD).is_file():
+            record = json.loads((self.folder / BEST_RECORD).read_text())
             self.evaluations, self.best = record["evaluations"], record["best"]
 
     def update(self, metrics: dict) -> bool:
@@ -99,10 +95,10 @@ class BestEvaluation:
         if self.folder is None:
             return
         keep(self.folder, state, samples)
-        tmp = self.folder / f".{RECORD}.{os.getpid()}.tmp"
+        tmp = self.folder / f".{BEST_RECORD}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps({"objectives": self.objectives, "best": self.best,
                                    "evaluations": self.evaluations}, indent=1))
-        os.replace(tmp, self.folder / RECORD)
+        os.replace(tmp, self.folder / BEST_RECORD)
 
 
 def keep(folder: Path, state: dict | None, samples=None) -> None:
@@ -111,25 +107,10 @@ def keep(folder: Path, state: dict | None, samples=None) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     if state is not None:
-        save_atomic(state, folder / STATE)
+        save_atomic(state, folder / STATE_FILE)
     if samples is not None:
         from torchvision.utils import save_image
 
-        tmp = folder / f".{SAMPLES}.{os.getpid()}.png"
+        tmp = folder / f".{BEST_SAMPLES}.{os.getpid()}.png"
         save_image(samples, tmp)
-        os.replace(tmp, folder / SAMPLES)
-
-
-def best_checkpoint(trial_folder: str | Path) -> Path | None:
-    """The kept state of a trial's best evaluation, if the trial kept one."""
-    path = Path(trial_folder) / FOLDER / STATE
-    return path if path.is_file() else None
-
-
-def seed_checkpoints(trial_folder: str | Path) -> list[Path]:
-    """A replicated trial's (``search.repeats``) kept states of its best evaluation, one per
-    seed (``seed_<i>/best/state.pt``), in seed order; [] for any other folder."""
-    out = []
-    while (path := Path(trial_folder) / SEED_FOLDER.format(len(out)) / FOLDER / STATE).is_file():
-        out.append(path)
-    return out
+        os.replace(tmp, folder / BEST_SAMPLES)

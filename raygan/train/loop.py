@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 import torch
 
 from raygan.train.best import BestEvaluation
-from raygan.train.sync import no_sync
+from raygan.sync import no_sync
 from raygan.registry import family_of
 from raygan.search_space import resolve, typed
 
@@ -79,7 +79,7 @@ def build_method(cfg: dict, device="cpu", grad_sync=no_sync, rank=0, dataset_sha
     torch.manual_seed(t["train"].seed)
     method = family_of(t["method_name"]).build(t, device=device, grad_sync=grad_sync,
                                                seed=t["train"].seed * 1000 + rank, dataset_shard=dataset_shard)
-    return t, method, getattr(method, "source", None)
+    return t, method, method.source
 
 
 def prepare(cfg: dict, methods: list[str], where: str, progress=print, objectives=()) -> dict:

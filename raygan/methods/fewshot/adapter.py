@@ -31,7 +31,8 @@ from raygan.models.accel import full_precision, resolve
 from raygan.models.ema import update_ema
 from raygan.models.patch_disc import PatchHead
 from raygan.models.stylegan2 import use_fused_modconv
-from raygan.train.sync import no_sync
+from raygan.registry import method_named_by
+from raygan.sync import no_sync
 
 
 @dataclass
@@ -60,6 +61,8 @@ class FewShotAdapter(Method):
         self.cfg, self.train, self.device = cfg, train, torch.device(device)
         self.accel = accel = resolve(train, device, train.modconv)
         self.source = source
+        self.name = method_named_by(type(self).__module__)  # in the state: `raygan eval` samples as it does
+        self.shots_name = data.shots_name
 
         def on_device(net):
             return accel.net(use_fused_modconv(net, accel.fused_modconv).to(device))
@@ -78,7 +81,7 @@ class FewShotAdapter(Method):
         self.rng = random.Random(seed)
         self.torch_rng = torch.Generator().manual_seed(seed)
         self.patch = None
-        if getattr(cfg, "patch_d", False):
+        if isinstance(cfg, CDCSetup) and cfg.patch_d:
             ch = self.d.block_channels()[cfg.patch_block]
             self.patch = accel.net(PatchHead(ch).to(device))
             self.anchors = torch.randn(cfg.n_anchors, self.g.style_dim, generator=self.torch_rng).to(device)
@@ -267,7 +270,8 @@ class FewShotAdapter(Method):
         state = {"g": self.g.state_dict(), "g_ema": self.g_ema.state_dict(), "d": self.d.state_dict(),
                  "g_optim": self.g_optim.state_dict(), "d_optim": self.d_optim.state_dict(),
                  "latent_avg": self.latent_avg, "step": self.step_count, "mean_path": self.mean_path,
-                 "rng": self.torch_rng.get_state(), "g_config": self.g.config, "d_config": self.d.config}
+                 "rng": self.torch_rng.get_state(), "g_config": self.g.config, "d_config": self.d.config,
+                 "method": self.name}
         if self.patch is not None:
             state["patch_head"] = self.patch.state_dict()
             state["anchors"] = self.anchors

@@ -114,12 +114,6 @@ class CompressedStyles:
         return compress(w, self.codes.to(w.device), self.alphas.to(w.device))
 
 
-def latent_map_of(state: dict, g) -> CompressedStyles | None:
-    """The sampling map a checkpoint asks for (RSSA's compression), or None."""
-    saved = state.get("latent_compression")
-    return CompressedStyles(g.style, saved["codes"], saved["alphas"]) if saved else None
-
-
 def invert(g, shots: torch.Tensor, steps: int, lr: float, latent_avg=None, progress=print) -> torch.Tensor:
     """W+ codes [n, L, D] that make G_s reproduce the shots (Image2StyleGAN-style:
     Adam on w+ from the mean style, MSE + LPIPS-VGG when its weights are present)."""
@@ -213,6 +207,12 @@ class Method(FewShotAdapter):
             return super().path_length_batch(z)
         w = self.compressed(z).requires_grad_(True)
         return self.g([w], input_is_latent=True, return_latents=True)
+
+    @classmethod
+    def sampling_map(cls, state: dict, g) -> CompressedStyles | None:
+        """A saved RSSA generator is sampled through the compression its state kept."""
+        saved = state.get("latent_compression")
+        return CompressedStyles(g.style, saved["codes"], saved["alphas"]) if saved else None
 
     def latent_map(self):
         return CompressedStyles(self.g_source.style, self.codes, self.alphas) if self.codes is not None else None

@@ -25,7 +25,7 @@ from raygan.losses.segmentation import balance_weights, labelmix_images, labelmi
 from raygan.methods.labelgen.sections import TrainConfig
 from raygan.models.accel import resolve, to_device
 from raygan.models.ema import refresh_batchnorm, update_ema, warmup_decay
-from raygan.train.sync import no_sync
+from raygan.sync import no_sync
 
 
 BN_REFRESH_BATCHES = 50  # OASIS's forward passes of the EMA generator before it evaluates

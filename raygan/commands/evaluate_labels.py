@@ -16,35 +16,21 @@ import torch
 from raygan.errors import UserError
 
 
-def _trial_folder(given: Path, ckpt: Path) -> Path | None:
-    """The Tune trial folder behind a trial folder or one of its checkpoints
-    (``<trial>/checkpoint_*/state.pt``, or ``<run>/_train/train_<trial id>/checkpoint_*/state.pt``
-    for a trial with several workers)."""
-    for folder in (given, *ckpt.parents[:2]):
-        if (folder / "params.json").is_file():
-            return folder
-    train = next((p for p in ckpt.parents if p.name.startswith("train_") and p.parent.name == "_train"), None)
-    if train is None:
-        return None
-    found = sorted(train.parent.parent.glob(f"_trial_{train.name[len('train_'):]}_*/params.json"))
-    return found[0].parent if found else None
-
-
 def trial_config(given: Path, ckpt: Path, config: str | None) -> tuple[dict, str]:
     """(plain trial config, where it came from)."""
-    from raygan.orchestrate.results import EXPERIMENT_COPY
+    from raygan.runs import EXPERIMENT_COPY, PARAMS_FILE, trial_folder_of
     from raygan.search_space import load_experiment, resolve
 
     if config:
         return load_experiment(config).trial_config, str(config)
-    trial = _trial_folder(given, ckpt)
+    trial = trial_folder_of(given, ckpt)
     if trial is None or not (trial.parent / EXPERIMENT_COPY).is_file():
         raise UserError(ckpt, "a label-to-image checkpoint outside a raygan run folder: pass --config with the "
                               "experiment YAML it was trained with")
     try:
-        params = json.loads((trial / "params.json").read_text())
+        params = json.loads((trial / PARAMS_FILE).read_text())
     except (OSError, ValueError):
-        raise UserError(trial / "params.json", "unreadable: expected the trial's sampled knobs (JSON)") from None
+        raise UserError(trial / PARAMS_FILE, "unreadable: expected the trial's sampled knobs (JSON)") from None
     exp = load_experiment(trial.parent / EXPERIMENT_COPY)
     return resolve(exp.trial_config, {k: v for k, v in params.items() if k in exp.space}), str(trial)
 

@@ -5,7 +5,7 @@ reference set) in a new ``eval_<timestamp>.json`` (never overwriting a file) and
 table. Published metrics (fid, kid, is, intra_lpips, scs with HED) need their weights files
 (``raygan.weights``); the embedded ones (fd_shapesnet, realism, intra_shapesnet) use
 raygan's own ShapesNet and carry its name. A label-to-image checkpoint is scored by its
-trial's own evaluation, rebuilt (``raygan.evaluation.labels``): metric ``miou``. A replicated
+trial's own evaluation, rebuilt (``raygan.commands.evaluate_labels``): metric ``miou``. A replicated
 trial (``search.repeats``) is scored seed by seed, with the seeds' mean ± sd per metric.
 """
 from __future__ import annotations
@@ -14,79 +14,46 @@ import dataclasses
 import hashlib
 import json
 import math
-import re
 import statistics
 import time
 from pathlib import Path
 
 from raygan import stats
 from raygan.errors import UserError
-from raygan.evaluation.fewshot import EMBEDDED, PUBLISHED, EvalOptions, Run, preflight
+from raygan.evaluation.fewshot import METRICS as FEWSHOT_METRICS, EvalOptions, Run, preflight
 from raygan.evaluation.sampling import eval_codes, generate
-from raygan.train.best import best_checkpoint, seed_checkpoints
+from raygan.runs import find_checkpoint, seed_checkpoints
 
 LABEL_TO_IMAGE = ("miou",)  # the family's evaluation: miou_*, and with SegNet miou_rare, fd_segnet
-METRICS = PUBLISHED + EMBEDDED + LABEL_TO_IMAGE
 DEFAULT_METRICS = ("fid", "kid", "intra_lpips")
 
 
 def parse_metrics(text: str) -> tuple:
     names = tuple(m.strip() for m in text.split(",") if m.strip())
-    bad = [m for m in names if m not in METRICS]
+    known = (*FEWSHOT_METRICS, *LABEL_TO_IMAGE)  # the registry's metrics, read when asked
+    bad = [m for m in names if m not in known]
     if bad or not names:
-        raise UserError("--metrics", f"unknown metric {', '.join(bad) or '(none)'}; expected some of {', '.join(METRICS)}")
+        raise UserError("--metrics", f"unknown metric {', '.join(bad) or '(none)'}; expected some of {', '.join(known)}")
     return tuple(dict.fromkeys(names))
 
 
 # ---- finding and loading the checkpoint -------------------------------------------------------
-
-def _latest(paths) -> Path | None:
-    paths = sorted(paths, key=lambda p: p.parent.name)  # checkpoint_<timestamp>: names sort in time
-    return paths[-1] if paths else None
-
-
-def _trial_id(folder: Path) -> str | None:
-    result = folder / "result.json"
-    if result.is_file():
-        for line in result.read_text().splitlines()[:1]:
-            try:
-                return str(json.loads(line)["trial_id"])
-            except (ValueError, KeyError, TypeError):
-                pass
-    m = re.match(r"_?trial_([0-9a-f]+)_", folder.name)
-    return m.group(1) if m else None
-
-
-def find_checkpoint(path) -> Path:
-    """The checkpoint file a path names: a .pt file; a folder holding state.pt or checkpoint.pt
-    (``raygan train --local``); a trial's best evaluation (``best/state.pt``, search.scope
-    best); else the latest checkpoint_*/state.pt of a Tune trial folder (one worker), of a Ray
-    Train run folder (or its ``train/``), or, for a trial with several workers, of its Train
-    run in the experiment's ``_train/train_<trial id>/``."""
-    p = Path(path).expanduser()
-    if p.is_file():
-        return p
-    if not p.is_dir():
-        raise UserError(path, "no such file or folder (expected a checkpoint .pt, a checkpoint_* folder or a trial folder)")
-    for name in ("state.pt", "checkpoint.pt"):
-        if (p / name).is_file():
-            return p / name
-    if best_checkpoint(p):
-        return best_checkpoint(p)
-    found = _latest(p.glob("checkpoint_*/state.pt")) or _latest(p.glob("train/checkpoint_*/state.pt"))
-    if found is None and (trial := _trial_id(p)):
-        found = _latest((p.parent / "_train" / f"train_{trial}").glob("checkpoint_*/state.pt"))
-    if found is None:
-        raise UserError(path, "no checkpoint here (expected state.pt, checkpoint.pt, checkpoint_*/state.pt, "
-                              "or a Tune trial folder with checkpoints under ../_train/train_<id>/)")
-    return found
-
 
 def load_generator(path: Path):
     """(SourceModel, sha256 of the file) of a StyleGAN2 checkpoint."""
     from raygan.models.checkpoint import load_source
 
     return load_source(str(path)), hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def sampling_map(state: dict, g):
+    """How a saved generator is sampled: its method's ``sampling_map`` (the state names the
+    method); a rosinality-layout file through G's own mapping. Trial checkpoints written before
+    states named their method: RSSA's are the ones that kept a compression."""
+    from raygan.registry import METHODS, method_module
+
+    name = state.get("method") or ("rssa" if "latent_compression" in state else None)
+    return method_module(name).Method.sampling_map(state, g) if name in METHODS else None
 
 
 # ---- the command ------------------------------------------------------------------------------
@@ -159,8 +126,7 @@ def over_seeds(records: list[dict]) -> list[dict]:
 
 def _score(given: Path, ckpt: Path, opts: EvalOptions, progress) -> tuple[list[dict], str, dict]:
     """(records, sha256 of the file, generator config) of one checkpoint file."""
-    from raygan.evaluation.labels import evaluate_labels, is_label_to_image, load_state
-    from raygan.methods.fewshot.rssa import latent_map_of
+    from raygan.commands.evaluate_labels import evaluate_labels, is_label_to_image, load_state
 
     state = load_state(ckpt)
     if is_label_to_image(state):
@@ -179,7 +145,7 @@ def _score(given: Path, ckpt: Path, opts: EvalOptions, progress) -> tuple[list[d
     z = eval_codes(opts.samples, src.g_config.get("style_dim", 512), opts.seed)
     t0 = time.time()
     g = src.generator()
-    images = generate(g, z, opts.seed, opts.batch, opts.device, latent_map_of(state or {}, g))
+    images = generate(g, z, opts.seed, opts.batch, opts.device, sampling_map(state or {}, g))
     progress(f"raygan: eval {ckpt}: {len(images)} samples at {src.size}px in {time.time() - t0:.1f}s")
     run = Run(opts, src, images, z)
     records = []
