@@ -126,7 +126,7 @@ def _is_result_metric(k: str) -> bool:
 
     k = k[: -len(SEM)] if k.endswith(SEM) else k
     return (k in ("step", "sec_per_step", "diversity", DIVERSITY_AT_SATURATION, SATURATED_AT, *METRICS)
-            or k.startswith(("fd_", "scs_", "miou_")))  # scs_<edges>; label-to-image: miou_<segmenter>, fd_segnet
+            or k.startswith(("intra_", "fd_", "scs_", "miou_")))  # scs_<edges>; miou_<segmenter>, fd_segnet
 
 
 def _write_csv(path: Path, rows: list[dict], cols: list[str]) -> None:
