@@ -76,6 +76,24 @@ def test_stand_in_weights_load_strictly_with_shapes_and_provenance(hub):
     assert np.isfinite(pool).all() and (pool >= 0).all()  # pool3 follows a ReLU
 
 
+def test_loading_a_metric_network_leaves_the_global_rng_as_it_was(hub):
+    """A trial loads Inception at its first evaluation, only where its process has not loaded it
+    before: were the load to draw from torch's global RNG, a trial's training would depend on
+    which trial its (reused) worker process ran before."""
+    from raygan.evaluation import fewshot
+
+    w = W.resolve("inception")
+    fewshot._network.cache_clear()
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    fewshot._network("inception", str(w.path), w.sha256, "cpu")
+    assert torch.equal(torch.rand(3), expected)
+    torch.manual_seed(5)
+    FIDInception()  # what the load builds draws from it (so the check above can fail)
+    assert not torch.equal(torch.rand(3), expected)
+
+
 def test_weights_lookup_order(hub, tmp_path, monkeypatch):
     other = tmp_path / "mine.pth"
     other.write_bytes(b"x")

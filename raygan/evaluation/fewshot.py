@@ -112,7 +112,22 @@ def preflight(metrics, opts) -> None:
 @functools.lru_cache(maxsize=4)
 def _network(kind: str, path: str, sha256: str, device: str, what: str = ""):
     """A metric network loaded once per process per weights file (``sha256`` keys the file's
-    content, so a replaced file is loaded again)."""
+    content, so a replaced file is loaded again). Building it leaves torch's global RNG as it
+    was (``_rng_neutral``)."""
+    with _rng_neutral():
+        return _load_network(kind, path, sha256, device, what)
+
+
+def _rng_neutral():
+    """Around a metric network's construction (its layers' random init, then overwritten by the
+    weights): a trial loads it at its first evaluation, before its first step, and only in a
+    process that has not loaded it before (Tune and Ray reuse worker processes). Drawing from
+    the global RNG there would make a trial's training depend on which trial ran before it in
+    the same process."""
+    return torch.random.fork_rng(devices=[])
+
+
+def _load_network(kind: str, path: str, sha256: str, device: str, what: str):
     if kind == "inception":
         from raygan.metrics.inception import load_fid_inception
         from raygan.weights import WeightsFile, KNOWN
@@ -138,7 +153,8 @@ def _shapesnet(size: int, device: str):
 def _cached_shapesnet(size: int, device: str, where: str, test: bool):
     from raygan.metrics.features import load_shapesnet
 
-    net = load_shapesnet(size, device=device)
+    with _rng_neutral():
+        net = load_shapesnet(size, device=device)
     return net, fingerprint(net)
 
 
@@ -147,7 +163,8 @@ def load_edges(kind: str, hed_path: str) -> tuple[str, Callable]:
     """(scs_<kind>, images -> edge maps); HED loaded once per process per weights file."""
     from raygan.metrics.scs import make_edge_detector
 
-    return make_edge_detector(kind, hed_path)
+    with _rng_neutral():
+        return make_edge_detector(kind, hed_path)
 
 
 class Run:
