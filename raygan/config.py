@@ -89,6 +89,20 @@ def fields_of(cls) -> dict[str, dataclasses.Field]:
     return out
 
 
+# Knobs that moved to another section: their old place is refused, naming the new one.
+MOVED = {f"train.{k}": f"eval.{k}" for k in (
+    "metrics", "scs_edges", "lpips_net", "diversity", "saturation_window", "saturation_tolerance",
+    "saturation_realism", "inception_weights", "lpips_weights", "hed_weights")}
+
+
+def unknown_key(where: str, section: str, key: str, known) -> UserError:
+    """The error for a key a section does not have (or no longer has: ``MOVED``)."""
+    if f"{section}.{key}" in MOVED:
+        return UserError(where, f"'{section}.{key}' moved to '{MOVED[f'{section}.{key}']}' (the evaluation knobs "
+                                "have their own section, eval:)")
+    return UserError(where, f"unknown key '{section}.{key}' (expected one of: {', '.join(known)})")
+
+
 def build(cls, mapping: Any, where: str, section: str):
     """Build dataclass ``cls`` from a YAML mapping, rejecting unknown keys."""
     if mapping is None:
@@ -99,7 +113,7 @@ def build(cls, mapping: Any, where: str, section: str):
     values = {}
     for key, value in mapping.items():
         if key not in known:
-            raise UserError(where, f"unknown key '{section}.{key}' (expected one of: {', '.join(known)})")
+            raise unknown_key(where, section, key, known)
         values[key] = check_value(known[key], value, where, f"{section}.{key}")
     obj = cls(**values)
     if hasattr(obj, "validate"):
@@ -139,7 +153,7 @@ class SearchConfig:
     scope: str = knob("best", choices=["best", "last"],
                       help="rank, report and promote a trial by its best evaluation so far, or by its last")
     stopper: str = knob("none", choices=["none", "realism_plateau"],
-                        help="realism_plateau: end a trial once its realism has saturated (train.saturation_*)")
+                        help="realism_plateau: end a trial once its realism has saturated (eval.saturation_*)")
     startup_trials: int = knob(10, lo=1, help="TPE: random trials before it models the space "
                                               "(Optuna's n_startup_trials, default 10)")
     grace_period: int = knob(1, lo=1, help="ASHA: evaluations before a trial may stop")

@@ -32,7 +32,7 @@ from raygan import config as C
 from raygan.errors import UserError
 from raygan.registry import METHODS, family_of, method_module
 
-TRAINABLE_SECTIONS = ("data", "model", "train")  # each family's own classes (Family.sections)
+TRAINABLE_SECTIONS = ("data", "model", "train", "eval")  # each family's own classes (Family.sections)
 RUN_SECTIONS = {"search": C.SearchConfig, "scaling": C.ScalingConfig, "output": C.OutputConfig}
 TOP_KEYS = ["name", "method", *TRAINABLE_SECTIONS, *RUN_SECTIONS]
 DIST_KINDS = ("uniform", "loguniform", "int", "choice", "grid")
@@ -142,7 +142,7 @@ def _split_section(cls, mapping, where, section, space) -> dict:
     constants = {}
     for key, value in mapping.items():
         if key not in fields:
-            raise UserError(where, f"unknown key '{section}.{key}' (expected one of: {', '.join(fields)})")
+            raise C.unknown_key(where, section, key, fields)
         if isinstance(value, dict):
             space[f"{section}.{key}"] = _parse_dist(fields[key], value, where, f"{section}.{key}")
         elif isinstance(value, list) and any(isinstance(v, dict) for v in value):
@@ -212,7 +212,12 @@ def load_experiment(path) -> Experiment:
     if "method.name" in space and len({family_of(m).name for m in space["method.name"].args}) > 1:
         raise UserError(where, "method.name: a grid may only mix methods of one family "
                                "(few-shot adaptation or label-to-image)")
-    trial = {s: _split_section(cls, doc.get(s), where, s, space) for s, cls in sections_for(mname).items()}
+    sections = sections_for(mname)
+    absent = [s for s in TRAINABLE_SECTIONS if s in doc and s not in sections]
+    if absent:
+        raise UserError(where, f"{absent[0]}: the {family_of(mname).name} family's experiments have no {absent[0]} "
+                               f"section (expected: {', '.join(sections)})")
+    trial = {s: _split_section(cls, doc.get(s), where, s, space) for s, cls in sections.items()}
     trial["method"] = _split_section(method_module(mname).Config, knobs, where, "method", space)
     if "method.name" in space:  # each method builds its own defaults in its trials
         trial["method"] = {}

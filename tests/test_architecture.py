@@ -233,8 +233,8 @@ def test_the_worked_example_of_adding_a_metric_runs(tmp_path):
     try:
         assert fewshot.METRICS[name].mode == "max" and name in parse_metrics(f"fid,{name}")
         exp = tmp_path / "metric.yaml"
-        exp.write_text(f"method: {{name: tgan}}\ntrain: {{metrics: [{name}, realism], eval_samples: 20}}\n")
-        assert load_experiment(exp).trial_config["train"]["metrics"] == [name, "realism"]
+        exp.write_text(f"method: {{name: tgan}}\ntrain: {{eval_samples: 20}}\neval: {{metrics: [{name}, realism]}}\n")
+        assert load_experiment(exp).trial_config["eval"]["metrics"] == [name, "realism"]
 
         src = load_source("embedded")
         ev = Evaluator(src.generator(), few_shot_target(32, 4), 20, metrics=[name])

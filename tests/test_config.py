@@ -62,8 +62,13 @@ BAD = {
     "bad_layers": ("method: {name: dcl, g_layers: [0, -1]}\n", "expected indices >= 0"),
     "reference_on_embedded": ("method: {name: dcl}\ndata: {target: sketches, reference: ref}\n",
                               "data.reference: the embedded sketches have their own held-out set"),
-    "unknown_metric": ("method: {name: dcl}\ntrain: {metrics: [fid, lpips]}\n", "train.metrics: unknown metric 'lpips'"),
-    "metric_twice": ("method: {name: dcl}\ntrain: {metrics: [fid, fid]}\n", "train.metrics: expected each metric once"),
+    "unknown_metric": ("method: {name: dcl}\neval: {metrics: [fid, lpips]}\n", "eval.metrics: unknown metric 'lpips'"),
+    "metric_twice": ("method: {name: dcl}\neval: {metrics: [fid, fid]}\n", "eval.metrics: expected each metric once"),
+    "moved_knob": ("method: {name: dcl}\ntrain: {metrics: [fid]}\n", "'train.metrics' moved to 'eval.metrics'"),
+    "moved_searched_knob": ("method: {name: dcl}\ntrain: {lpips_net: {choice: [vgg, alex]}}\n",
+                            "'train.lpips_net' moved to 'eval.lpips_net'"),
+    "eval_for_labelgen": ("method: {name: oasis}\neval: {metrics: [fid]}\n",
+                          "eval: the labelgen family's experiments have no eval section"),
     "bad_use_gpu": ("method: {name: dcl}\nscaling: {use_gpu: maybe}\n", "scaling.use_gpu: expected one of"),
 }
 

@@ -36,25 +36,26 @@ def vgg_weights(tmp_path, monkeypatch, no_weights):
     monkeypatch.setenv(W.DIR_VAR, str(wdir))
 
 
-def sections(tmp_path, train=""):
+def sections(tmp_path, evaluation=""):
     p = tmp_path / "div.yaml"
     p.write_text(textwrap.dedent(f"""
         method: {{name: dcl, tau: {{uniform: [0.05, 0.1]}}}}
-        train: {{steps: 4, eval_every: 2, eval_samples: 20{train}}}
+        train: {{steps: 4, eval_every: 2, eval_samples: 20}}
+        eval: {{lpips_net: vgg{evaluation}}}
         search: {{metric: diversity, mode: max}}
     """))
     exp = load_experiment(p)
     t = typed(exp.trial_config)
-    return exp, t["data"], t["train"]
+    return exp, t["data"], t["eval"]
 
 
 def test_the_same_yaml_names_diversity_with_and_without_lpips_weights(tmp_path, no_weights, request):
-    exp, data, train = sections(tmp_path)
-    assert diversity_metric(data, train) == "intra_shapesnet"
-    assert "diversity" in reported_names(data, train) and exp.search.objectives == [("diversity", "max")]
+    exp, data, ev = sections(tmp_path)
+    assert diversity_metric(data, ev) == "intra_shapesnet"
+    assert "diversity" in reported_names(data, ev) and exp.search.objectives == [("diversity", "max")]
     request.getfixturevalue("vgg_weights")
-    assert diversity_metric(data, train) == "intra_lpips"  # weights appeared: another backbone, same name
-    assert "diversity" in reported_names(data, train)
+    assert diversity_metric(data, ev) == "intra_lpips"  # weights appeared: another backbone, same name
+    assert "diversity" in reported_names(data, ev)
     _, data, pinned = sections(tmp_path, ", diversity: shapesnet")
     assert diversity_metric(data, pinned) == "intra_shapesnet"  # a study that must not change backbone pins it
 
@@ -96,9 +97,10 @@ def test_shapesnet_diversity_on_a_folder_target_is_refused(tmp_path, no_weights)
     p.write_text(textwrap.dedent(f"""
         method: {{name: dcl, tau: {{uniform: [0.05, 0.1]}}}}
         data: {{target: {folder}, shots: 4}}
-        train: {{steps: 4, eval_every: 2, eval_samples: 20, metrics: [diversity], diversity: shapesnet}}
+        train: {{steps: 4, eval_every: 2, eval_samples: 20}}
+        eval: {{metrics: [diversity], diversity: shapesnet}}
         search: {{metric: diversity, mode: max}}
     """))
     with pytest.raises(UserError) as e:
         prepare_shared_assets(load_experiment(p))
-    assert "train.diversity: intra_shapesnet uses raygan's ShapesNet" in str(e.value) and "\n" not in str(e.value)
+    assert "eval.diversity: intra_shapesnet uses raygan's ShapesNet" in str(e.value) and "\n" not in str(e.value)

@@ -75,8 +75,8 @@ def experiment(tmp_path, assets, name="folder", **over):
           shots: 6
           reference: {assets['reference']}
         model: {{checkpoint: {assets['ckpt']}}}
-        train: {{steps: 2, batch_size: 2, eval_every: 2, eval_samples: 20, metrics: [fid, intra_lpips],
-                 torch_threads: 1}}
+        train: {{steps: 2, batch_size: 2, eval_every: 2, eval_samples: 20, torch_threads: 1}}
+        eval: {{metrics: [fid, intra_lpips]}}
         search: {{num_samples: 2, max_concurrent: 2, metric: fid, mode: min, searcher: random}}
         scaling: {{cpus_per_worker: 0.5}}
         """)
@@ -141,7 +141,7 @@ def test_fid_without_a_reference_folder_is_refused_and_fid_shots_is_the_default(
     from raygan.search_space import load_experiment
 
     plain = experiment(tmp_path, assets, name="plain", **{f"  reference: {assets['reference']}\n": "",
-                                                         "metrics: [fid, intra_lpips], ": "",
+                                                         "eval: {metrics: [fid, intra_lpips]}\n": "",
                                                          "metric: fid, mode: min, ": ""})
     exp = load_experiment(plain)
     assert exp.search.metric == "fid_shots" and default_objective(exp.trial_config) == ("fid_shots", "min")

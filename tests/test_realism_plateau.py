@@ -59,6 +59,7 @@ train:
   batch_size: 2
   eval_every: 2
   eval_samples: 20
+eval:
   saturation_window: 1
   saturation_tolerance: 1.0     # any change counts as no gain: saturated at the first trained evaluation
   saturation_realism: 0.0

@@ -29,7 +29,7 @@ def saturation_index(realism: list[float], window: int, tolerance: float, floor:
 
 @dataclass
 class Saturation:
-    """The rule applied to one trial's stream of evaluations (``train.saturation_*``)."""
+    """The rule applied to one trial's stream of evaluations (``eval.saturation_*``)."""
     window: int = 3
     tolerance: float = 0.01
     floor: float = 0.8

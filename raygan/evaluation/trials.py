@@ -1,10 +1,10 @@
 """What a few-shot trial reports at each evaluation, on a fixed batch of z.
 
-``train.metrics`` names them; left empty, the embedded sketches target reports
+``eval.metrics`` names them; left empty, the embedded sketches target reports
 - ``realism``: p_t of DCL Eq. 3, the shapesnet domain head's mean probability
   that G_t(z) is a target-domain image;
 - ``diversity``: the DCL paper's intra-cluster diversity around the shots, by the backbone
-  ``train.diversity`` names (auto: LPIPS where its weights are found, else raygan's
+  ``eval.diversity`` names (auto: LPIPS where its weights are found, else raygan's
   ShapesNet; the backbone is in the provenance, the name stays ``diversity``);
 - ``fd_shapesnet``: Fréchet distance to held-out target images in shapesnet's
   feature space (not Inception: hence the name);

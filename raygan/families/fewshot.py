@@ -11,7 +11,8 @@ from raygan.errors import UserError
 from raygan.methods.base import FewShotData
 from raygan.methods.fewshot.adapter import FewShotAdapter
 from raygan.evaluation.fewshot import METRICS, needing
-from raygan.methods.fewshot.sections import SECTIONS, TrainConfig
+from raygan.evaluation.section import EvalConfig
+from raygan.methods.fewshot.sections import SECTIONS
 from raygan.models.lpips import BACKBONES
 from raygan.registry import Family
 from raygan.sync import no_sync
@@ -29,48 +30,48 @@ def build(t: dict, device="cpu", grad_sync: Callable = no_sync, seed: int = 0, *
                                                   device=device, grad_sync=grad_sync, seed=seed)
 
 
-def trial_metrics(data, train) -> tuple[str, ...]:
-    """What an evaluation computes (``train.metrics``): by default the embedded set on the
+def trial_metrics(data, ev) -> tuple[str, ...]:
+    """What an evaluation computes (``eval.metrics``): by default the embedded set on the
     embedded sketches; on a folder target fid (or, without a reference set, fid_shots),
     intra_lpips and scs."""
     from raygan.evaluation.trials import EMBEDDED_DEFAULT
 
-    if train.metrics:
-        return tuple(train.metrics)
+    if ev.metrics:
+        return tuple(ev.metrics)
     if data.embedded:
         return EMBEDDED_DEFAULT
     return ("fid" if data.reference else "fid_shots", "diversity", "scs")
 
 
-def diversity_metric(data, train) -> str:
-    """The metric behind the portable name ``diversity`` (``train.diversity``): intra_lpips, or
+def diversity_metric(data, ev) -> str:
+    """The metric behind the portable name ``diversity`` (``eval.diversity``): intra_lpips, or
     intra_shapesnet; auto picks LPIPS when its weights resolve (an explicit lpips_weights file
     counts even if missing: the error then names it), else ShapesNet on the embedded sketches."""
     from raygan import weights
 
-    if train.diversity != "auto":
-        return {"lpips": "intra_lpips", "shapesnet": "intra_shapesnet"}[train.diversity]
-    if train.lpips_weights or not data.embedded:
+    if ev.diversity != "auto":
+        return {"lpips": "intra_lpips", "shapesnet": "intra_shapesnet"}[ev.diversity]
+    if ev.lpips_weights or not data.embedded:
         return "intra_lpips"
     try:
-        weights.resolve(BACKBONES[train.lpips_net])
+        weights.resolve(BACKBONES[ev.lpips_net])
     except UserError:
         return "intra_shapesnet"
     return "intra_lpips"
 
 
-def computed_metrics(data, train) -> tuple[str, ...]:
+def computed_metrics(data, ev) -> tuple[str, ...]:
     """``trial_metrics`` with ``diversity`` as the metric that computes it."""
-    return tuple(diversity_metric(data, train) if m == "diversity" else m for m in trial_metrics(data, train))
+    return tuple(diversity_metric(data, ev) if m == "diversity" else m for m in trial_metrics(data, ev))
 
 
-def reported_names(data, train) -> list[str]:
+def reported_names(data, ev) -> list[str]:
     """The keys an evaluation reports: scs as scs_<edges>; with realism and diversity, also
     diversity_at_saturation and saturated_at_step (evaluation/saturation.py)."""
     from raygan.evaluation.saturation import DIVERSITY_AT_SATURATION, SATURATED_AT
 
-    metrics = trial_metrics(data, train)
-    names = [f"scs_{train.scs_edges}" if m == "scs" else m for m in metrics]
+    metrics = trial_metrics(data, ev)
+    names = [f"scs_{ev.scs_edges}" if m == "scs" else m for m in metrics]
     if {"realism", "diversity"} <= set(metrics):
         names += [DIVERSITY_AT_SATURATION, SATURATED_AT]
     return names
@@ -90,11 +91,11 @@ def run_options(t: dict, device="cpu"):
     checkpoint needs to compute the same numbers (same samples, seed, reference and weights)."""
     from raygan.evaluation.fewshot import EvalOptions
 
-    data, train = t["data"], t["train"]
-    return EvalOptions(metrics=computed_metrics(data, train), samples=train.eval_samples,
-                       reference=data.reference or None, source=t["model"].checkpoint, lpips_net=train.lpips_net,
-                       scs_edges=train.scs_edges, inception=train.inception_weights or None,
-                       lpips_weights=train.lpips_weights or None, hed=train.hed_weights or None, seed=train.seed,
+    data, train, ev = t["data"], t["train"], t["eval"]
+    return EvalOptions(metrics=computed_metrics(data, ev), samples=train.eval_samples,
+                       reference=data.reference or None, source=t["model"].checkpoint, lpips_net=ev.lpips_net,
+                       scs_edges=ev.scs_edges, inception=ev.inception_weights or None,
+                       lpips_weights=ev.lpips_weights or None, hed=ev.hed_weights or None, seed=train.seed,
                        device=str(device))
 
 
@@ -107,13 +108,13 @@ class Evaluation:
 
         from raygan.evaluation.saturation import Saturation
 
-        data, train = t["data"], t["train"]
+        data, train, ev = t["data"], t["train"], t["eval"]
         self.evaluator = Evaluator(method.g_source, method.shots, train.eval_samples, seed=train.seed,
-                                   device=device, latent_map=method.latent_map(), metrics=trial_metrics(data, train),
+                                   device=device, latent_map=method.latent_map(), metrics=trial_metrics(data, ev),
                                    run_options=run_options(t, device), source=method.source,
-                                   shots_name=method.shots_name, diversity=diversity_metric(data, train),
-                                   saturation=Saturation(train.saturation_window, train.saturation_tolerance,
-                                                         train.saturation_realism))
+                                   shots_name=method.shots_name, diversity=diversity_metric(data, ev),
+                                   saturation=Saturation(ev.saturation_window, ev.saturation_tolerance,
+                                                         ev.saturation_realism))
 
     @property
     def provenance(self) -> dict:
@@ -134,48 +135,48 @@ def check_metrics(t: dict, objectives, where: str) -> None:
     from raygan.evaluation.fewshot import load_edges, preflight
     from raygan.evaluation.saturation import SATURATED_AT
 
-    data, train = t["data"], t["train"]
-    metrics = computed_metrics(data, train)
+    data, ev = t["data"], t["eval"]
+    metrics = computed_metrics(data, ev)
     if not data.embedded:
         embedded = [m for m in metrics if m in needing("embedded")]
         if embedded:
-            knob = "train.metrics" if embedded[0] in trial_metrics(data, train) else "train.diversity"
+            knob = "eval.metrics" if embedded[0] in trial_metrics(data, ev) else "eval.diversity"
             raise UserError(where, f"{knob}: {embedded[0]} uses raygan's ShapesNet, which knows only the "
                                    "embedded sketches; a folder target is scored by fid/kid (with data.reference), "
                                    "fid_shots, diversity (LPIPS) or scs")
     if not data.embedded and not data.reference and set(needing("reference")) & set(metrics):
-        raise UserError(where, "train.metrics: fid/kid on a folder target need data.reference (a folder of "
+        raise UserError(where, "eval.metrics: fid/kid on a folder target need data.reference (a folder of "
                                "held-out target images); without one use fid_shots, intra_lpips or scs")
-    names = reported_names(data, train)
+    names = reported_names(data, ev)
     for metric, _ in objectives:
         if metric == SATURATED_AT and metric not in names:
             raise UserError(where, "search.stopper: realism_plateau needs realism and diversity among the "
-                                   f"trials' metrics (they report {', '.join(names)}; set train.metrics)")
+                                   f"trials' metrics (they report {', '.join(names)}; set eval.metrics)")
         if metric not in names:
             raise UserError(where, f"search.metric: {metric!r} is not reported by this experiment's trials "
-                                   f"(they report {', '.join(names)}; set train.metrics)")
+                                   f"(they report {', '.join(names)}; set eval.metrics)")
     preflight(metrics, run_options(t))
-    if "scs" in metrics and train.scs_edges == "hed":
+    if "scs" in metrics and ev.scs_edges == "hed":
         from raygan import weights
 
-        load_edges("hed", str(weights.resolve("hed", train.hed_weights or None).path))  # a bad HED file fails here
+        load_edges("hed", str(weights.resolve("hed", ev.hed_weights or None).path))  # a bad HED file fails here
 
 
 def pinned_weights(t: dict) -> dict[str, str]:
-    """The weights files this driver found, as knobs for the trials (``train.*_weights``): a
+    """The weights files this driver found, as knobs for the trials (``eval.*_weights``): a
     trial then reads the very file that was checked and hashed here, whatever environment its
     Ray worker was started with."""
     from raygan import weights
 
-    metrics, train = set(computed_metrics(t["data"], t["train"])), t["train"]
+    metrics, ev = set(computed_metrics(t["data"], t["eval"])), t["eval"]
     wanted = {"inception_weights": ("inception", bool(metrics & set(needing("inception")))),
-              "lpips_weights": (BACKBONES[train.lpips_net], bool(metrics & set(needing("lpips")))),
-              "hed_weights": ("hed", bool(metrics & set(needing("source"))) and train.scs_edges == "hed")}
-    pins = {f"train.{knob}": str(weights.resolve(name, getattr(train, knob) or None).path.resolve())
+              "lpips_weights": (BACKBONES[ev.lpips_net], bool(metrics & set(needing("lpips")))),
+              "hed_weights": ("hed", bool(metrics & set(needing("source"))) and ev.scs_edges == "hed")}
+    pins = {f"eval.{knob}": str(weights.resolve(name, getattr(ev, knob) or None).path.resolve())
             for knob, (name, used) in wanted.items() if used}
     # What `diversity` is, decided once here, so every trial computes the same one.
-    pins["train.diversity"] = {"intra_lpips": "lpips", "intra_shapesnet": "shapesnet"}[
-        diversity_metric(t["data"], train)]
+    pins["eval.diversity"] = {"intra_lpips": "lpips", "intra_shapesnet": "shapesnet"}[
+        diversity_metric(t["data"], ev)]
     return pins
 
 
@@ -210,7 +211,7 @@ def warm_caches(t: dict, source, shots, progress=print) -> None:
     ShapesNet and its reference statistics, the reference set's Inception features."""
     from raygan.evaluation.trials import warm_cache
 
-    metrics = computed_metrics(t["data"], t["train"])
+    metrics = computed_metrics(t["data"], t["eval"])
     if set(metrics) & set(needing("embedded")):
         warm_cache(source.size)
     if set(metrics) & set(needing("reference")):
@@ -220,19 +221,6 @@ def warm_caches(t: dict, source, shots, progress=print) -> None:
         Run(run_options(t), source, images=None, z=None).reference_features()
 
 
-class TrainSection(TrainConfig):
-    """The few-shot ``train`` section, its metric names checked against the registry (the
-    methods' layer, where TrainConfig lives, cannot see evaluation/)."""
-
-    def validate(self, where, section):
-        allowed = ("diversity", *METRICS)
-        bad = [m for m in self.metrics if m not in allowed]
-        if bad:
-            raise UserError(where, f"{section}.metrics: unknown metric {bad[0]!r} (expected some of "
-                                   f"{', '.join(allowed)})")
-        super().validate(where, section)
-
-
 FAMILY = Family(name="fewshot", build=build, evaluation=Evaluation, prepare=prepare,
-                default_objective=default_objective, sections={**SECTIONS, "train": TrainSection},
+                default_objective=default_objective, sections={**SECTIONS, "eval": EvalConfig},
                 grid_shared_rows=("source",))

@@ -57,34 +57,14 @@ class TrainConfig(DeviceKnobs):
     train_noise_strengths: bool = knob(False, help="also train G's per-layer noise strengths (*.noise.weight)")
     eval_every: int = knob(100, lo=1, help="steps between evaluations/checkpoints (and one before step 1)")
     eval_samples: int = knob(500, lo=20, hi=100_000, help="samples behind every metric of an evaluation")
-    metrics: list[str] = knob([], help="what each evaluation reports: metrics of raygan/evaluation/fewshot.py's "
-                                       "registry, or diversity (the backbone train.diversity names); "
-                                       "empty: the target's default set")
-    scs_edges: str = knob("sobel", choices=["sobel", "canny", "hed"],
-                          help="edge detector behind SCS (RSSA Eq. 9-10); hed needs the HED weights")
-    lpips_net: str = knob("vgg", choices=["vgg", "alex"], help="intra_lpips backbone (the public code: vgg)")
-    diversity: str = knob("auto", choices=["auto", "lpips", "shapesnet"],
-                          help="what the `diversity` metric is: intra_lpips or intra_shapesnet (embedded "
-                               "sketches only); auto: lpips where its weights are found, else shapesnet")
-    saturation_window: int = knob(3, lo=1, help="evaluations without realism gain before it counts as saturated")
-    saturation_tolerance: float = knob(0.01, lo=0.0, help="realism gain that still counts as none")
-    saturation_realism: float = knob(0.8, lo=0.0, hi=1.0, help="realism below this never counts as saturated")
-    inception_weights: str = knob("", path=True, help="FID Inception weights; empty: $RAYGAN_INCEPTION_WEIGHTS, "
-                                                      "$RAYGAN_WEIGHTS or the torch hub cache")
-    lpips_weights: str = knob("", path=True, help="torchvision VGG16/AlexNet weights behind intra_lpips; empty: "
-                                                  "looked up as inception_weights")
-    hed_weights: str = knob("", path=True, help="HED weights (sniklaus/pytorch-hed); empty: looked up likewise")
+    # What an evaluation computes is the eval section's (raygan/evaluation/section.py); how often
+    # and on how many samples stays here, as in the label-to-image family (the loop reads both).
     seed: int = knob(0, lo=0)
     torch_threads: int = knob(0, lo=0, help="0: one per CPU the worker was given")
     modconv: str = knob("auto", choices=["auto", "fused", "unfused"],
                         help="StyleGAN2's modulated conv: per-sample weights as one grouped conv (fused) or "
                              "activations scaled around one shared weight (unfused); auto: unfused on CUDA, "
                              "fused on CPU (models/accel.py MODCONV_AUTO says why)")
-
-    def validate(self, where, section):
-        # The names are checked against the metric registry by the family (families/fewshot.py).
-        if len(set(self.metrics)) < len(self.metrics):
-            raise UserError(where, f"{section}.metrics: expected each metric once, got {self.metrics}")
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
