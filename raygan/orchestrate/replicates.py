@@ -137,5 +137,5 @@ def train_replicates(config: dict, scaling, search, trial_dir: Path, label: str)
 
 def _saturation(config: dict) -> Saturation:
     """The realism-plateau rule (``eval.saturation_*``), applied to the seeds' mean curve."""
-    t = config["train"]
-    return Saturation(t["saturation_window"], t["saturation_tolerance"], t["saturation_realism"])
+    e = config["eval"]
+    return Saturation(e["saturation_window"], e["saturation_tolerance"], e["saturation_realism"])
