@@ -68,6 +68,18 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--config", help="label-to-image checkpoint outside a run folder: the experiment YAML it was "
                                     "trained with")
 
+    gn = sub.add_parser("generate", help="look at a checkpoint: a G_s-over-G_t grid, PNGs for external FID tools, "
+                                         "an interpolation strip")
+    gn.add_argument("checkpoint", help="a trial folder, checkpoint_* folder, state.pt or rosinality-layout .pt")
+    gn.add_argument("--out", help="new folder to write (default: generate_<timestamp> next to the checkpoint)")
+    gn.add_argument("--n", type=int, default=8, help="grid columns, one code each")
+    gn.add_argument("--pngs", type=int, default=100, help="images written to OUT/samples/ (0: none)")
+    gn.add_argument("--steps", type=int, default=8, help="interpolation frames (0: none)")
+    gn.add_argument("--truncation", type=float, default=1.0, help="ψ: w̄ + ψ (w - w̄); 1: none")
+    gn.add_argument("--seed", type=int, default=0, help="which codes and noise (those of raygan eval --seed)")
+    gn.add_argument("--source", help="G_s of the grid's top row (default: the trial's source; 'none': no top row)")
+    gn.add_argument("--device", default="cpu")
+
     rp = sub.add_parser("report", help="an HTML page (and PNGs) of a finished search: RUN_DIR/report/index.html")
     rp.add_argument("run_dir", help="a raygan tune results folder, e.g. raygan_results/dcl")
     rp.add_argument("--space", help="the experiment YAML, for runs that predate RUN_DIR/experiment.yaml")
@@ -193,6 +205,15 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_generate(args) -> int:
+    from raygan.commands.generate import GenerateOptions, generate_images
+
+    opts = GenerateOptions(n=args.n, pngs=args.pngs, steps=args.steps, truncation=args.truncation, seed=args.seed,
+                           source=args.source, out=args.out, device=args.device)
+    print(f"raygan: generate: {generate_images(args.checkpoint, opts)}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from raygan.report.page import write_report
 
@@ -214,7 +235,7 @@ def main(argv=None) -> int:
     try:
         return {"tune": cmd_tune, "train": cmd_train, "data": cmd_data,
                 "pretrain": cmd_pretrain, "dashboard": cmd_dashboard, "eval": cmd_eval,
-                "report": cmd_report}[args.command](args)
+                "generate": cmd_generate, "report": cmd_report}[args.command](args)
     except UserError as e:
         print(f"raygan: error: {e}", file=sys.stderr)
         return 2

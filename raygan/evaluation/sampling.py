@@ -29,12 +29,14 @@ def chunk_noise(g, n: int) -> list[torch.Tensor]:
 
 @torch.no_grad()
 def generate(g, z: torch.Tensor, seed: int, batch: int, device="cpu",
-             latent_map: Callable | None = None) -> torch.Tensor:
+             latent_map: Callable | None = None, shared_noise: bool = False) -> torch.Tensor:
     """G(z) in [-1, 1] on the CPU, computed ``batch`` samples at a time. The noise maps of
     samples [200 i, 200 (i + 1)) come from seed ``seed * NOISE_SEED_STRIDE + i`` whatever the
     batch, so two generators of one architecture get the same noise for the same z (SCS pairs
     G_t with G_s on it) and a prefix of z gets the noise of the full run. ``latent_map``
-    (z -> W+ styles, e.g. RSSA's compression) replaces G's own mapping when given."""
+    (z -> W+ styles, e.g. RSSA's compression) replaces G's own mapping when given.
+    ``shared_noise``: every sample of a chunk gets the noise of its first (the frames of an
+    interpolation differ in their codes only)."""
     was_training = g.training
     g.eval()
     out = []
@@ -42,6 +44,8 @@ def generate(g, z: torch.Tensor, seed: int, batch: int, device="cpu",
         for i, chunk in enumerate(z.split(NOISE_CHUNK)):
             torch.manual_seed(seed * NOISE_SEED_STRIDE + i)
             noise = chunk_noise(g, len(chunk))
+            if shared_noise:
+                noise = [n[:1].expand_as(n) for n in noise]
             for j in range(0, len(chunk), batch):
                 b = chunk[j:j + batch].to(device)
                 nz = [n[j:j + batch].to(device) for n in noise]
