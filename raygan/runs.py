@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 from raygan.errors import UserError
@@ -117,3 +118,18 @@ def trial_folder_of(given: Path, ckpt: Path) -> Path | None:
         return None
     found = sorted(train.parent.parent.glob(f"{TRIAL_PREFIX}{train.name[len(prefix):]}_*/{PARAMS_FILE}"))
     return found[0].parent if found else None
+
+
+def new_output(given: str | None, folder: Path, stem: str, suffix: str, command: str) -> Path:
+    """Where a command writes its result, never over anything: ``given`` (which must not exist),
+    else ``<folder>/<stem>_<timestamp><suffix>`` (``-1``, ``-2``, ... when that exists)."""
+    if given:
+        out = Path(given).expanduser()
+        if out.exists():
+            raise UserError(out, f"already exists ({command} never overwrites; choose another --out)")
+        return out
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out, k = folder / f"{stem}_{stamp}{suffix}", 1
+    while out.exists():
+        out, k = folder / f"{stem}_{stamp}-{k}{suffix}", k + 1
+    return out

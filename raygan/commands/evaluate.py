@@ -22,7 +22,7 @@ from raygan import stats
 from raygan.errors import UserError
 from raygan.evaluation.fewshot import METRICS as FEWSHOT_METRICS, EvalOptions, Run, preflight
 from raygan.evaluation.sampling import eval_codes, generate
-from raygan.runs import find_checkpoint, seed_checkpoints
+from raygan.runs import find_checkpoint, new_output, seed_checkpoints
 
 LABEL_TO_IMAGE = ("miou",)  # the family's evaluation: miou_*, and with SegNet miou_rare, fd_segnet
 DEFAULT_METRICS = ("fid", "kid", "intra_lpips")
@@ -59,17 +59,7 @@ def sampling_map(state: dict, g):
 # ---- the command ------------------------------------------------------------------------------
 
 def _output_path(opts: EvalOptions, given: Path, ckpt: Path) -> Path:
-    if opts.out:
-        out = Path(opts.out).expanduser()
-        if out.exists():
-            raise UserError(out, "already exists (raygan eval never overwrites; choose another --out)")
-        return out
-    folder = given if given.is_dir() else ckpt.parent
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    out, k = folder / f"eval_{stamp}.json", 1
-    while out.exists():
-        out, k = folder / f"eval_{stamp}-{k}.json", k + 1
-    return out
+    return new_output(opts.out, given if given.is_dir() else ckpt.parent, "eval", ".json", "raygan eval")
 
 
 def check_options(opts: EvalOptions) -> None:

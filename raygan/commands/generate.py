@@ -22,7 +22,7 @@ import torch
 
 from raygan.errors import UserError
 from raygan.evaluation.sampling import eval_codes, generate
-from raygan.runs import EXPERIMENT_COPY, find_checkpoint, seed_checkpoints, trial_folder_of
+from raygan.runs import EXPERIMENT_COPY, find_checkpoint, new_output, seed_checkpoints, trial_folder_of
 
 MEAN_STYLES = 4096  # codes behind w̄ when the checkpoint keeps no latent_avg (rosinality's truncation_mean)
 
@@ -78,19 +78,6 @@ def truncated(g, latent_map, psi: float, w_avg: torch.Tensor):
     return lambda z: w_avg + psi * (mapping(z) - w_avg)
 
 
-def _output_folder(opts: GenerateOptions, given: Path, ckpt: Path) -> Path:
-    if opts.out:
-        out = Path(opts.out).expanduser()
-        if out.exists():
-            raise UserError(out, "already exists (raygan generate never overwrites; choose another --out)")
-        return out
-    base = (given if given.is_dir() else ckpt.parent) / f"generate_{time.strftime('%Y%m%d-%H%M%S')}"
-    out, k = base, 1
-    while out.exists():
-        out, k = base.with_name(f"{base.name}-{k}"), k + 1
-    return out
-
-
 def _save_pngs(images: torch.Tensor, folder: Path) -> None:
     from PIL import Image
 
@@ -125,7 +112,7 @@ def generate_images(path, opts: GenerateOptions, progress=print) -> Path:
     if g_s is not None and (g_s.size != src.size or g_s.g_config.get("style_dim") != src.g_config.get("style_dim")):
         raise UserError(source_path, f"the source generator ({g_s.size}px) does not match the checkpoint "
                                      f"({src.size}px): pass --source, or --source none")
-    out = _output_folder(opts, given, ckpt)
+    out = new_output(opts.out, given if given.is_dir() else ckpt.parent, "generate", "", "raygan generate")
     g = src.generator()
     psi = opts.truncation
     styles = truncated(g, sampling_map(state, g), psi, mean_style(g, state, opts.seed))
