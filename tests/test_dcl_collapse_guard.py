@@ -15,8 +15,9 @@ margin 0.05 failed there), and between steps 60 and 90 DCL's spread jumps by up 
 and 1): TGAN 1.12 and 1.10, DCL 1.07 and 1.12, DCL d_cl2 min 0.57 and 0.68. So DCL may
 be at most MARGIN below TGAN, and the collapsing reading must be COLLAPSE below it: the
 collapse is ~0.45, the seed-to-seed and machine-to-machine gaps between DCL and TGAN
-<= 0.05. Fewer steps or batch 2 did not separate reliably (#26). The three runs run side
-by side, one process per core (spawned: one torch thread each).
+<= 0.05. Fewer steps or batch 2 did not separate reliably (#26). The positive control (the
+collapsing reading must fail the guard) runs with `pytest -m control`, not in the suite: it
+shows once that the guard's settings can fail, and costs as much as the guard itself.
 """
 import dataclasses
 import multiprocessing
@@ -63,11 +64,21 @@ def _run(name: str) -> float:
             "dcl_min": lambda: adapted_spread(dcl, d_cl2="min")}[name]()
 
 
+def _spreads(*names: str) -> list[float]:
+    """The named adaptations side by side, one process per core (spawned: one torch thread each)."""
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_run, names))
+
+
 @pytest.mark.slow
 def test_dcl_at_its_defaults_does_not_collapse_faster_than_tgan():
-    # the two DCL runs first (each ~1.7x a TGAN run): TGAN follows on the core that frees first
-    names = ("dcl_min", "dcl", "tgan")
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        dcl_min, dcl_default, tgan = pool.map(_run, names)
+    dcl_default, tgan = _spreads("dcl", "tgan")
     assert dcl_default >= tgan - MARGIN, (dcl_default, tgan)
-    assert dcl_min < tgan - COLLAPSE, (dcl_min, tgan)  # the check catches the collapse it guards against
+
+
+@pytest.mark.control
+def test_the_guard_catches_the_collapse_it_guards_against():
+    """The positive control (deselected by default; `pytest -m control`): the collapsing reading
+    of Eq. 8 must fail the guard. Its result is in benchmarks/RESULTS.md #26."""
+    dcl_min, tgan = _spreads("dcl_min", "tgan")
+    assert dcl_min < tgan - COLLAPSE, (dcl_min, tgan)
