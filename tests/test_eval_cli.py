@@ -119,6 +119,8 @@ def test_missing_inception_weights_is_one_line(cache, tmp_path, monkeypatch, cap
     assert main(["eval", str(ckpt), "--metrics", "fid", "--samples", "4"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and W.KNOWN["inception"].file in err and err.startswith("raygan: error:")
+    assert "--metrics: fid needs it; scs (with sobel edges), fd_shapesnet, realism, intra_shapesnet " \
+           "need no weights" in err, err  # the switch named, the embedded metrics offered
     assert not list(ckpt.parent.glob("eval_*.json"))
 
 

@@ -156,6 +156,13 @@ def test_missing_weights_and_unreported_objective_are_one_line_errors(tmp_path, 
     assert main(["tune", str(path), "--output", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith(f"raygan: error: {W.KNOWN['inception'].file}: missing"), err
+    # ... naming the metrics that need it and the ones that would not (none of the embedded-only)
+    assert err.endswith("; eval.metrics: fid needs it; scs (with sobel edges) need no weights"), err
+    path = experiment(tmp_path, assets, name="lpips_only", **{"metrics: [fid, intra_lpips]": "metrics: [intra_lpips]",
+                                                            "metric: fid, mode: min": "metric: intra_lpips, mode: max"})
+    assert main(["tune", str(path), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"raygan: error: {W.KNOWN['vgg16'].file}: missing") and "eval.metrics: intra_lpips needs it" in err, err
     monkeypatch.setenv(W.DIR_VAR, str(assets["weights"]))
     path = experiment(tmp_path, assets, name="objective", **{"metric: fid,": "metric: kid,"})
     assert main(["tune", str(path), "--output", str(tmp_path / "out")]) == 2

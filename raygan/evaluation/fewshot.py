@@ -89,20 +89,34 @@ class EvalOptions:
     config: str | None = None           # experiment YAML of a label-to-image checkpoint outside a run
 
 
-def preflight(metrics, opts) -> None:
+def preflight(metrics, opts, knob: str = "eval.metrics", embedded: bool = True) -> None:
     """Fail before generating or training anything: every weights file the metrics need
     (``weights.resolve``: explicit path > env var > $RAYGAN_WEIGHTS > torch hub cache) and
-    every image folder they read, each image decoded once."""
+    every image folder they read, each image decoded once. A missing weights file's error
+    names the metrics that need it and those that need none, under ``knob`` (the setting
+    that chooses the metrics: eval.metrics, or raygan eval's --metrics; ``embedded``: whether
+    the metrics that know only the embedded sketches may be suggested)."""
     from raygan.data.images import check_folder
     from raygan import weights
 
     metrics = set(metrics)
-    if metrics & set(needing("inception")):
-        weights.resolve("inception", opts.inception)
-    if metrics & set(needing("lpips")):
-        weights.resolve(BACKBONES[opts.lpips_net], opts.lpips_weights)
-    if metrics & set(needing("source")) and opts.scs_edges == "hed":
-        weights.resolve("hed", opts.hed)
+    wanted = [("inception", opts.inception, needing("inception"))]
+    wanted.append((BACKBONES[opts.lpips_net], opts.lpips_weights, needing("lpips")))
+    if opts.scs_edges == "hed":
+        wanted.append(("hed", opts.hed, needing("source")))
+    for name, explicit, users in wanted:
+        chosen = sorted(metrics & set(users))
+        if not chosen:
+            continue
+        try:
+            weights.resolve(name, explicit)
+        except UserError as e:
+            free = [m for m in METRICS if not {"inception", "lpips"} & METRICS[m].needs
+                    and (embedded or m not in needing("embedded"))]
+            free = [f"{m} (with sobel edges)" if m == "scs" else m for m in free]
+            verb = "needs" if len(chosen) == 1 else "need"
+            raise UserError(e.where, f"{e.message}; {knob}: {', '.join(chosen)} {verb} it; "
+                                     f"{', '.join(free)} need no weights") from None
     if opts.reference and metrics & set(needing("reference")):
         check_folder(opts.reference, 2, "reference images")
     if opts.shots and metrics & set(needing("shots")):

@@ -155,7 +155,7 @@ def check_metrics(t: dict, objectives, where: str) -> None:
         if metric not in names:
             raise UserError(where, f"search.metric: {metric!r} is not reported by this experiment's trials "
                                    f"(they report {', '.join(names)}; set eval.metrics)")
-    preflight(metrics, run_options(t))
+    preflight(metrics, run_options(t), embedded=data.embedded)
     if "scs" in metrics and ev.scs_edges == "hed":
         from raygan import weights
 
