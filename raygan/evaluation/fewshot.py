@@ -100,23 +100,17 @@ def preflight(metrics, opts, knob: str = "eval.metrics", embedded: bool = True) 
     from raygan import weights
 
     metrics = set(metrics)
-    wanted = [("inception", opts.inception, needing("inception"))]
-    wanted.append((BACKBONES[opts.lpips_net], opts.lpips_weights, needing("lpips")))
-    if opts.scs_edges == "hed":
-        wanted.append(("hed", opts.hed, needing("source")))
-    for name, explicit, users in wanted:
-        chosen = sorted(metrics & set(users))
-        if not chosen:
-            continue
-        try:
-            weights.resolve(name, explicit)
-        except UserError as e:
-            free = [m for m in METRICS if not {"inception", "lpips"} & METRICS[m].needs
-                    and (embedded or m not in needing("embedded"))]
-            free = [f"{m} (with sobel edges)" if m == "scs" else m for m in free]
-            verb = "needs" if len(chosen) == 1 else "need"
-            raise UserError(e.where, f"{e.message}; {knob}: {', '.join(chosen)} {verb} it; "
-                                     f"{', '.join(free)} need no weights") from None
+    wanted = [("inception", opts.inception, "inception"), (BACKBONES[opts.lpips_net], opts.lpips_weights, "lpips")]
+    wanted += [("hed", opts.hed, "source")] if opts.scs_edges == "hed" else []
+    for name, explicit, need in wanted:
+        if chosen := sorted(metrics & set(needing(need))):
+            try:
+                weights.resolve(name, explicit)
+            except UserError as e:
+                free = [f"{m} (with sobel edges)" if m == "scs" else m for m, spec in METRICS.items()
+                        if not {"inception", "lpips"} & spec.needs and (embedded or "embedded" not in spec.needs)]
+                raise UserError(e.where, f"{e.message}; {knob}: {', '.join(chosen)} {'need' if chosen[1:] else 'needs'}"
+                                         f" it; {', '.join(free)} need no weights") from None
     if opts.reference and metrics & set(needing("reference")):
         check_folder(opts.reference, 2, "reference images")
     if opts.shots and metrics & set(needing("shots")):
