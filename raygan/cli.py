@@ -47,15 +47,20 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="score a checkpoint (trial or rosinality layout), with each score's provenance")
     e.add_argument("checkpoint", help="a trial folder, checkpoint_* folder, state.pt or rosinality-layout .pt")
-    e.add_argument("--metrics", help="comma-separated metrics of raygan/evaluation/fewshot.py's registry: fid, kid, "
-                                     "is, fid_shots, intra_lpips, scs, fd_shapesnet, realism, intra_shapesnet, ... "
+    e.add_argument("--metrics", help="comma-separated metrics of raygan/evaluation/metrics.py: fid, kid, "
+                                     "is, fid_shots, intra_lpips, scs, fd_shapesnet, realism, intra_shapesnet, "
+                                     "fd_domainnet, intra_domainnet, ... "
                                      "(default fid,kid,intra_lpips); miou for label-to-image")
     e.add_argument("--samples", type=int, default=1000, help="generated images (fixed z, seeded)")
     e.add_argument("--reference", help="folder of real images for fid/kid (default: embedded held-out targets)")
     e.add_argument("--reference-count", type=int, default=2000, help="embedded reference images")
     e.add_argument("--shots", help="folder of the M training images for intra-LPIPS and fid_shots, prepared as a "
                                    "trial prepares its shots (default: embedded 10 shots)")
-    e.add_argument("--source", default="embedded", help="source generator G_s for scs")
+    e.add_argument("--source", default="embedded", help="source generator G_s for scs (and realism's C without "
+                                                        "--source-images)")
+    e.add_argument("--source-images", help="folder of non-target images the realism classifier C of a folder "
+                                           "target (--shots, with --reference) is trained against (default: G_s's "
+                                           "samples)")
     e.add_argument("--lpips-net", default="vgg", choices=["vgg", "alex"])
     e.add_argument("--scs-edges", default="hed", choices=["hed", "sobel", "canny"],
                    help="hed (published) or a named fallback")
@@ -196,6 +201,7 @@ def cmd_eval(args) -> int:
 
     opts = EvalOptions(metrics=parse_metrics(args.metrics) if args.metrics else None, samples=args.samples, reference=args.reference,
                        reference_count=args.reference_count, shots=args.shots, source=args.source,
+                       source_images=args.source_images,
                        lpips_net=args.lpips_net, scs_edges=args.scs_edges, inception=args.inception,
                        lpips_weights=args.lpips_weights, hed=args.hed, seed=args.seed, device=args.device,
                        out=args.out, config=args.config)

@@ -126,10 +126,10 @@ def test_bad_target_folders_are_one_line_errors_before_ray(tmp_path, assets, cap
 
 
 def test_embedded_only_metrics_are_refused_on_a_folder_target(tmp_path, assets, capsys, weights_env):
-    path = experiment(tmp_path, assets, **{"metrics: [fid, intra_lpips]": "metrics: [fid, realism]"})
+    path = experiment(tmp_path, assets, **{"metrics: [fid, intra_lpips]": "metrics: [fid, fd_shapesnet]"})
     assert main(["tune", str(path), "--output", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "realism uses raygan's ShapesNet" in err
+    assert "\n" not in err and "fd_shapesnet uses raygan's ShapesNet" in err
 
 
 def test_fid_without_a_reference_folder_is_refused_and_fid_shots_is_the_default(tmp_path, assets, capsys,
@@ -157,7 +157,8 @@ def test_missing_weights_and_unreported_objective_are_one_line_errors(tmp_path, 
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith(f"raygan: error: {W.KNOWN['inception'].file}: missing"), err
     # ... naming the metrics that need it and the ones that would not (none of the embedded-only)
-    assert err.endswith("; eval.metrics: fid needs it; scs (with sobel edges) need no weights"), err
+    assert err.endswith("; eval.metrics: fid needs it; scs (with sobel edges), realism, fd_domainnet, intra_domainnet "
+                        "need no weights"), err
     path = experiment(tmp_path, assets, name="lpips_only", **{"metrics: [fid, intra_lpips]": "metrics: [intra_lpips]",
                                                             "metric: fid, mode: min": "metric: intra_lpips, mode: max"})
     assert main(["tune", str(path), "--output", str(tmp_path / "out")]) == 2

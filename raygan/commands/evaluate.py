@@ -130,7 +130,7 @@ def _score(given: Path, ckpt: Path, opts: EvalOptions, progress) -> tuple[list[d
     if "miou" in opts.metrics:
         raise UserError("--metrics", "miou scores label-to-image checkpoints; this is a StyleGAN2 generator")
     check_options(opts)
-    preflight(opts.metrics, opts, knob="--metrics")
+    preflight(opts.metrics, opts, knob="--metrics", embedded=opts.shots is None)
     src, ckpt_sha = load_generator(ckpt)
     z = eval_codes(opts.samples, src.g_config.get("style_dim", 512), opts.seed)
     t0 = time.time()

@@ -78,8 +78,12 @@ def load_shots(folder, n: int | None, seed: int, size: int) -> tuple[torch.Tenso
     if n is not None and len(files) < n:
         raise UserError(folder, f"data.shots is {n}: expected at least {n} images, found {len(files)}")
     chosen = choose(files, len(files) if n is None else n, seed)
-    u8 = torch.from_numpy(read_folder(chosen, size)).permute(0, 3, 1, 2)
-    return u8.float() / 127.5 - 1.0, chosen
+    return read_images(chosen, size), chosen
+
+
+def read_images(files: list[Path], size: int) -> torch.Tensor:
+    """``read_folder`` as float [N, 3, size, size] in [-1, 1]."""
+    return torch.from_numpy(read_folder(files, size)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 def check_folder(folder, at_least: int, what: str) -> list[Path]:

@@ -2,17 +2,19 @@
 
 Every metric is a function of a ``Run`` (one batch of generated images: fixed z, seeded noise,
 ``evaluation.sampling``) returning its Scores with their provenance, registered once with
-``@register(name, mode, needs)``. The trials' evaluation (evaluation/trials.py) and `raygan
-eval` (commands/evaluate.py) compute every metric through ``Run.compute``, so a checkpoint
+``@register(name, mode, needs)``; the functions are in raygan/evaluation/metrics.py. The
+trials' evaluation (evaluation/trials.py) and `raygan eval` (commands/evaluate.py) compute every metric through ``Run.compute``, so a checkpoint
 scores the same in a trial and afterwards, and every list of metric names (what a trial may
 report, what needs which weights, what only the embedded sketches allow) is derived from
-``METRICS``. Adding a metric: one function and its ``@register`` line (docs/ARCHITECTURE.md).
+``METRICS``. Adding a metric: one function and its ``@register`` line in metrics.py
+(docs/ARCHITECTURE.md).
 ``Run`` shares what several metrics need (Inception outputs, the shots, G_s's samples);
 metric networks are loaded once per process (``_network``, ``_shapesnet``, ``load_edges``).
 """
 from __future__ import annotations
 
 import functools
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -22,7 +24,7 @@ import torch
 
 from raygan.cache import cache_dir, fingerprint, test_networks
 from raygan.errors import UserError
-from raygan.evaluation.sampling import generate
+from raygan.evaluation.sampling import eval_codes, generate
 from raygan.models.lpips import BACKBONES
 
 EMBEDDED_REFERENCE_SEED = 1  # held_out("target", seed=1): the embedded reference of fid/kid and fd_shapesnet
@@ -35,7 +37,10 @@ NEEDS = {
     "shots": "the target shots",
     "source": "the source generator G_s, sampled on the same z and noise",
     "embedded": "raygan's ShapesNet, which knows only the embedded sketches",
+    "classifier": "the realism classifier C (ShapesNet's head on the embedded sketches, else DomainNet)",
+    "folder": "a folder target, whose images raygan's DomainNet is trained on",
 }
+DOMAINNET_SOURCE_SEED = 5_000  # eval_codes seed of the G_s samples behind C (disjoint from the trials' 0, 1, ...)
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,8 @@ class EvalOptions:
     reference: str | None = None        # image folder; None: the embedded held-out targets
     reference_count: int = 2000         # embedded reference images
     shots: str | None = None            # image folder; None: the embedded 10 shots
-    source: str = "embedded"            # G_s for SCS
+    source: str = "embedded"            # G_s for SCS (and C's non-target side without source_images)
+    source_images: str | None = None    # image folder: C's non-target side; None: G_s's samples
     lpips_net: str = "vgg"
     scs_edges: str = "hed"
     inception: str | None = None        # explicit weights paths (else weights.resolve's lookup)
@@ -107,14 +113,17 @@ def preflight(metrics, opts, knob: str = "eval.metrics", embedded: bool = True) 
             try:
                 weights.resolve(name, explicit)
             except UserError as e:
+                unfit = "folder" if embedded else "embedded"  # metrics of the other kind of target
                 free = [f"{m} (with sobel edges)" if m == "scs" else m for m, spec in METRICS.items()
-                        if not {"inception", "lpips"} & spec.needs and (embedded or "embedded" not in spec.needs)]
+                        if not {"inception", "lpips", unfit} & spec.needs]
                 raise UserError(e.where, f"{e.message}; {knob}: {', '.join(chosen)} {'need' if chosen[1:] else 'needs'}"
                                          f" it; {', '.join(free)} need no weights") from None
     if opts.reference and metrics & set(needing("reference")):
         check_folder(opts.reference, 2, "reference images")
     if opts.shots and metrics & set(needing("shots")):
         check_folder(opts.shots, 1, "shots")
+    if opts.shots and opts.source_images and metrics & set(needing("classifier")):
+        check_folder(opts.source_images, 2, "source images")
 
 
 @functools.lru_cache(maxsize=4)
@@ -167,6 +176,46 @@ def _cached_shapesnet(size: int, device: str, where: str, test: bool):
 
 
 @functools.lru_cache(maxsize=4)
+def _domainnet(shots: str, reference: str | None, source_images: str | None, source: str, size: int, device: str,
+               where: str, test: bool):
+    """Run.domainnet, once per process per data, size, device, cache and network size."""
+    from raygan.data.images import image_files, read_images
+    from raygan.metrics import domainnet as C
+    from raygan.metrics.published import folder_identity
+
+    def folder(path, what):
+        p = Path(path).expanduser()
+        files = image_files(p, at_least=1, what=what)
+        return files, f"{p.resolve()} #{folder_identity(p, files)}"
+
+    targets = [folder(f, "target images") for f in (shots, reference) if f]
+    if source_images:
+        other_files, other = folder(source_images, "source images")
+        other_name = f"{len(other_files)} images of {other}"
+    else:
+        from raygan.models.checkpoint import load_source
+
+        g_s = load_source(source)
+        other = f"G_s {source} #{fingerprint(list(g_s.g_state.values()), 12)}"
+        other_name = f"{C.SOURCE_SAMPLES} samples of G_s {source} (no data.source_images given)"
+    target_name = " + ".join(name for _, name in targets)
+
+    def data():
+        target = torch.cat([read_images(files, size) for files, _ in targets])
+        if source_images:
+            return target, read_images(other_files, size)
+        z = eval_codes(C.SOURCE_SAMPLES, g_s.g_config.get("style_dim", 512), DOMAINNET_SOURCE_SEED)
+        return target, generate(g_s.generator(), z, DOMAINNET_SOURCE_SEED, 50, device)
+
+    key = fingerprint((), salt=f"{target_name}|{other}|{C.SOURCE_SAMPLES}")
+    with _rng_neutral():
+        net = C.load_domainnet(key, size, data, device=device)
+    trained_on = f"target: {target_name}; not target: {other_name}"
+    C.check(net.config["checks"], shots, trained_on)
+    return net, fingerprint(net), trained_on
+
+
+@functools.lru_cache(maxsize=4)
 def load_edges(kind: str, hed_path: str) -> tuple[str, Callable]:
     """(scs_<kind>, images -> edge maps); HED loaded once per process per weights file."""
     from raygan.metrics.scs import make_edge_detector
@@ -187,7 +236,12 @@ class Run:
         self.opts, self.src, self.images, self.z = opts, src, images, z
         self.size = src.size if src is not None else images.shape[-1]
         self._shots, self._source_images, self._shapesnet = shots, source_images, shapesnet
-        self._inception = None
+        self._inception = self._domainnet = None
+
+    @property
+    def embedded(self) -> bool:
+        """Whether the target is the embedded sketches (no shots folder given)."""
+        return self.opts.shots is None
 
     def compute(self, metric: str) -> list:
         """The Scores of a registered metric on this run's images."""
@@ -273,6 +327,24 @@ class Run:
             self._shapesnet = _shapesnet(self.size, str(self.opts.device))
         return self._shapesnet
 
+    def domainnet(self):
+        """(C, its fingerprint, what it was trained on) of a folder target: DomainNet on the
+        target images (the shots folder and the reference folder) against opts.source_images or
+        G_s's samples (raygan.metrics.domainnet), from the cache or trained now; refused when it
+        fails its held-out checks."""
+        if self._domainnet is None:
+            self._domainnet = _domainnet(self.opts.shots, self.opts.reference, self.opts.source_images,
+                                         self.opts.source, self.size, str(self.opts.device), str(cache_dir()),
+                                         test_networks())
+        return self._domainnet
+
+    def domainnet_target(self) -> torch.Tensor:
+        """The target images C is trained on: the shots folder's and the reference folder's."""
+        from raygan.data.images import image_files, read_images
+
+        return torch.cat([read_images(image_files(f, 1), self.size) for f in (self.opts.shots, self.opts.reference)
+                          if f])
+
     def embedded_score(self, metric, value, reference):
         from raygan.metrics.features import VERSION
         from raygan.metrics.published import Score
@@ -281,117 +353,5 @@ class Run:
                       self.shapesnet()[1], "none", len(self.images), reference)]
 
 
-# ---- the metrics: one function each, registered once ------------------------------------------
-
-@register("fid", "min", needs=("inception", "reference"))
-def fid(run: Run):
-    """Fréchet Inception distance to the reference set (Heusel et al.)."""
-    from raygan.metrics.published import RESIZE, Score, fid_from_features
-
-    w, _, pool, _ = run.inception()
-    ref, ref_name = run.reference_features()
-    return [Score("fid", fid_from_features(pool, ref), run.network_name(w), w.sha256, RESIZE, len(pool), ref_name)]
-
-
-@register("kid", "min", needs=("inception", "reference"))
-def kid(run: Run):
-    """Kernel Inception distance to the reference set: mean and sd over subsets."""
-    from raygan.metrics.published import KID_SUBSET_SIZE, KID_SUBSETS, RESIZE, Score, kid as kid_of
-
-    w, _, pool, _ = run.inception()
-    ref, ref_name = run.reference_features()
-    mean, std = kid_of(pool, ref, seed=run.opts.seed)
-    size = min(KID_SUBSET_SIZE, len(pool), len(ref))
-    return [Score("kid", mean, run.network_name(w), w.sha256, RESIZE, len(pool), ref_name, std=std,
-                  extra={"subsets": KID_SUBSETS, "subset_size": size, "kernel": "(x.y/d + 1)^3"})]
-
-
-@register("is", "max", needs=("inception",))
-def inception_score(run: Run):
-    """Inception score over IS_SPLITS splits."""
-    from raygan.metrics.published import IS_SPLITS, RESIZE, Score, inception_score as is_of
-
-    w, _, _, logits = run.inception()
-    mean, std = is_of(logits, IS_SPLITS)
-    return [Score("is", mean, run.network_name(w), w.sha256, RESIZE, len(logits), "none (1008-way softmax)",
-                  std=std, extra={"splits": IS_SPLITS})]
-
-
-@register("fid_shots", "min", needs=("inception", "shots"))
-def fid_shots(run: Run):
-    """FID against the training shots themselves: what a folder target without a reference
-    set can be scored by (few images: high variance, named so that it never passes for FID)."""
-    from raygan.metrics.published import RESIZE, Score, fid_from_features, inception_outputs, to_uint8
-
-    w, net, pool, _ = run.inception()
-    shots, shots_name = run.shots()
-    ref = inception_outputs(to_uint8(shots), net, run.opts.batch)[0]
-    return [Score("fid_shots", fid_from_features(pool, ref), run.network_name(w), w.sha256, RESIZE, len(pool),
-                  shots_name)]
-
-
-@register("intra_lpips", "max", needs=("lpips", "shots"))
-def intra_lpips(run: Run):
-    """The CDC/DCL papers' intra-cluster LPIPS diversity around the shots."""
-    from importlib.metadata import version
-
-    from raygan import weights
-    from raygan.metrics.diversity import LPIPS_MIN_SIZE, intra_cluster_diversity
-    from raygan.metrics.published import Score
-
-    backbone = run.opts.lpips_net
-    w = weights.resolve(BACKBONES[backbone], run.opts.lpips_weights)
-    dist = _network(backbone, str(w.path), w.sha256, str(run.opts.device), w.known.what)
-    shots, shots_name = run.shots()
-    value = intra_cluster_diversity(run.images, shots, dist, seed=run.opts.seed)
-    resize = f"bilinear to {LPIPS_MIN_SIZE} px" if run.size < LPIPS_MIN_SIZE else "none"
-    verified = "" if w.verified else ", UNVERIFIED backbone"
-    return [Score("intra_lpips", value, f"lpips {version('lpips')} {backbone} v0.1{verified}",
-                  w.sha256, resize, len(run.images), f"nearest of {shots_name}; <= 50 per cluster")]
-
-
-@register("scs", "max", needs=("source",))
-def scs(run: Run):
-    """RSSA's structural consistency of G_t(z) with G_s(z) (Eq. 9–10), reported as scs_<edges>."""
-    from raygan import weights
-    from raygan.metrics.published import Score
-    from raygan.metrics.scs import scs as scs_of
-
-    kind = run.opts.scs_edges
-    w = weights.resolve("hed", run.opts.hed) if kind == "hed" else None
-    name, edges = load_edges(kind, str(w.path) if w else "")
-    g_s, reference = run.source_images()
-    value = scs_of(run.images[:len(g_s)], g_s, edges)
-    network = "hed (sniklaus/pytorch-hed bsds500)" if w else f"{kind} (not HED)"
-    return [Score(name, value, network, w.sha256 if w else "", "none", len(g_s), reference)]
-
-
-@register("fd_shapesnet", "min", needs=("embedded",))
-def fd_shapesnet(run: Run):
-    """Fréchet distance to held-out embedded target sketches in ShapesNet's features."""
-    from raygan.metrics.features import extract_features
-    from raygan.metrics.frechet import N_SKETCH_REFERENCE, feature_stats, frechet_distance, sketch_reference_stats
-
-    net = run.shapesnet()[0]
-    mu, sigma = feature_stats(extract_features(run.images, net).numpy())
-    value = frechet_distance(mu, sigma, *sketch_reference_stats(net, run.size))
-    return run.embedded_score("fd_shapesnet", value, f"embedded held-out target sketches ({N_SKETCH_REFERENCE}, "
-                                                     f"seed {EMBEDDED_REFERENCE_SEED})")
-
-
-@register("realism", "max", needs=("embedded",))
-def realism(run: Run):
-    """p_t of DCL Eq. 3: ShapesNet's domain head's mean probability that G_t(z) is a target image."""
-    from raygan.metrics.realism import realism as realism_of
-
-    return run.embedded_score("realism", realism_of(run.images, run.shapesnet()[0]), "domain head (DCL Eq. 3)")
-
-
-@register("intra_shapesnet", "max", needs=("embedded", "shots"))
-def intra_shapesnet(run: Run):
-    """Intra-cluster diversity around the shots in ShapesNet's features."""
-    from raygan.metrics.diversity import intra_cluster_diversity, shapesnet_distance
-
-    shots, shots_name = run.shots()
-    value = intra_cluster_diversity(run.images, shots, shapesnet_distance(run.shapesnet()[0]), seed=run.opts.seed)
-    return run.embedded_score("intra_shapesnet", value, f"nearest of {shots_name}; <= 50 per cluster")
+# The metrics themselves, one function each (raygan/evaluation/metrics.py): importing them fills METRICS.
+importlib.import_module("raygan.evaluation.metrics")

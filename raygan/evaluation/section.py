@@ -20,9 +20,10 @@ class EvalConfig:
     scs_edges: str = knob("sobel", choices=["sobel", "canny", "hed"],
                           help="edge detector behind SCS (RSSA Eq. 9-10); hed needs the HED weights")
     lpips_net: str = knob("vgg", choices=["vgg", "alex"], help="intra_lpips backbone (the public code: vgg)")
-    diversity: str = knob("auto", choices=["auto", "lpips", "shapesnet"],
-                          help="what the `diversity` metric is: intra_lpips or intra_shapesnet (embedded "
-                               "sketches only); auto: lpips where its weights are found, else shapesnet")
+    diversity: str = knob("auto", choices=["auto", "lpips", "shapesnet", "domainnet"],
+                          help="what the `diversity` metric is: intra_lpips, intra_shapesnet (embedded "
+                               "sketches only) or intra_domainnet (folder targets: the realism classifier "
+                               "C's features); auto: lpips where its weights are found, else the other")
     saturation_window: int = knob(3, lo=1, help="evaluations without realism gain before it counts as saturated")
     saturation_tolerance: float = knob(0.01, lo=0.0, help="realism gain that still counts as none")
     saturation_realism: float = knob(0.8, lo=0.0, hi=1.0, help="realism below this never counts as saturated")

@@ -30,33 +30,70 @@ def build(t: dict, device="cpu", grad_sync: Callable = no_sync, seed: int = 0, *
                                                   device=device, grad_sync=grad_sync, seed=seed)
 
 
+WEIGHTS_FREE_DEFAULT = ("realism", "diversity", "fd_domainnet", "scs")  # a folder target without Inception weights
+
+
 def trial_metrics(data, ev) -> tuple[str, ...]:
     """What an evaluation computes (``eval.metrics``): by default the embedded set on the
-    embedded sketches; on a folder target fid (or, without a reference set, fid_shots),
-    intra_lpips and scs."""
+    embedded sketches; on a folder target with the FID Inception weights the published set,
+    fid (or, without a reference set, fid_shots), diversity and scs; without them the
+    weights-free set of the realism classifier C (``default_set`` says which and why)."""
     from raygan.evaluation.trials import EMBEDDED_DEFAULT
 
     if ev.metrics:
         return tuple(ev.metrics)
     if data.embedded:
         return EMBEDDED_DEFAULT
+    if inception_missing(ev):
+        return WEIGHTS_FREE_DEFAULT
     return ("fid" if data.reference else "fid_shots", "diversity", "scs")
 
 
+def inception_missing(ev) -> str:
+    """Why the FID Inception weights are not found ('' when they are, or when a file is named
+    in eval.inception_weights: a missing one is then an error that names it)."""
+    from raygan import weights
+
+    if ev.inception_weights:
+        return ""
+    try:
+        weights.resolve("inception")
+    except UserError as e:
+        return f"{e.where}: {e.message.split(':')[0]}"
+    return ""
+
+
+def default_set(data, ev) -> str:
+    """One line: which metrics the trials report, and why that set."""
+    names = ", ".join(reported_names(data, ev))
+    if ev.metrics:
+        return f"metrics: {names} (eval.metrics)"
+    if data.embedded:
+        return f"metrics: {names} (the embedded sketches' set, raygan's ShapesNet)"
+    if missing := inception_missing(ev):
+        return (f"metrics: {names}: the weights-free set of a folder target (realism classifier C), as {missing}; "
+                f"with the FID Inception weights the published set (fid, diversity, scs); eval.metrics chooses")
+    return f"metrics: {names}: the published set of a folder target (the FID Inception weights are found)"
+
+
+DIVERSITY = {"lpips": "intra_lpips", "shapesnet": "intra_shapesnet", "domainnet": "intra_domainnet"}  # eval.diversity
+
+
 def diversity_metric(data, ev) -> str:
-    """The metric behind the portable name ``diversity`` (``eval.diversity``): intra_lpips, or
-    intra_shapesnet; auto picks LPIPS when its weights resolve (an explicit lpips_weights file
-    counts even if missing: the error then names it), else ShapesNet on the embedded sketches."""
+    """The metric behind the portable name ``diversity`` (``eval.diversity``): intra_lpips,
+    intra_shapesnet or intra_domainnet; auto picks LPIPS when its weights resolve (an explicit
+    lpips_weights file counts even if missing: the error then names it), else ShapesNet on
+    the embedded sketches and the realism classifier C's features on a folder target."""
     from raygan import weights
 
     if ev.diversity != "auto":
-        return {"lpips": "intra_lpips", "shapesnet": "intra_shapesnet"}[ev.diversity]
-    if ev.lpips_weights or not data.embedded:
+        return DIVERSITY[ev.diversity]
+    if ev.lpips_weights:
         return "intra_lpips"
     try:
         weights.resolve(BACKBONES[ev.lpips_net])
     except UserError:
-        return "intra_shapesnet"
+        return "intra_shapesnet" if data.embedded else "intra_domainnet"
     return "intra_lpips"
 
 
@@ -79,10 +116,15 @@ def reported_names(data, ev) -> list[str]:
 
 def default_objective(cfg: dict) -> tuple[str, str]:
     """search.metric / mode when the experiment names none: fd_shapesnet on the embedded
-    sketches, else FID against the reference set (or against the shots without one); the
-    mode is the metric's registered direction."""
-    data = cfg["data"]
-    metric = "fd_shapesnet" if data["target"] == "sketches" else ("fid" if data["reference"] else "fid_shots")
+    sketches; on a folder target FID against the reference set (or against the shots without
+    one), or fd_domainnet without the Inception weights; the mode is the metric's direction."""
+    data, ev = cfg["data"], EvalConfig(**cfg["eval"])
+    if data["target"] == "sketches":
+        metric = "fd_shapesnet"
+    elif inception_missing(ev) and not ev.metrics:
+        metric = "fd_domainnet"
+    else:
+        metric = "fid" if data["reference"] else "fid_shots"
     return metric, METRICS[metric].mode
 
 
@@ -93,7 +135,8 @@ def run_options(t: dict, device="cpu"):
 
     data, train, ev = t["data"], t["train"], t["eval"]
     return EvalOptions(metrics=computed_metrics(data, ev), samples=train.eval_samples,
-                       reference=data.reference or None, source=t["model"].checkpoint, lpips_net=ev.lpips_net,
+                       reference=data.reference or None, shots=None if data.embedded else data.target,
+                       source=t["model"].checkpoint, source_images=data.source_images or None, lpips_net=ev.lpips_net,
                        scs_edges=ev.scs_edges, inception=ev.inception_weights or None,
                        lpips_weights=ev.lpips_weights or None, hed=ev.hed_weights or None, seed=train.seed,
                        device=str(device))
@@ -142,8 +185,13 @@ def check_metrics(t: dict, objectives, where: str) -> None:
         if embedded:
             knob = "eval.metrics" if embedded[0] in trial_metrics(data, ev) else "eval.diversity"
             raise UserError(where, f"{knob}: {embedded[0]} uses raygan's ShapesNet, which knows only the "
-                                   "embedded sketches; a folder target is scored by fid/kid (with data.reference), "
-                                   "fid_shots, diversity (LPIPS) or scs")
+                                   "embedded sketches; a folder target is scored by realism, fd_domainnet and "
+                                   "intra_domainnet (its realism classifier C), fid/kid (with data.reference), "
+                                   "fid_shots, diversity or scs")
+    if data.embedded and (folder := [m for m in metrics if m in needing("folder")]):
+        knob = "eval.metrics" if folder[0] in trial_metrics(data, ev) else "eval.diversity"
+        raise UserError(where, f"{knob}: {folder[0]} is trained on a folder target's images; the embedded "
+                               "sketches are scored by fd_shapesnet and intra_shapesnet")
     if not data.embedded and not data.reference and set(needing("reference")) & set(metrics):
         raise UserError(where, "eval.metrics: fid/kid on a folder target need data.reference (a folder of "
                                "held-out target images); without one use fid_shots, intra_lpips or scs")
@@ -174,9 +222,10 @@ def pinned_weights(t: dict) -> dict[str, str]:
               "hed_weights": ("hed", bool(metrics & set(needing("source"))) and ev.scs_edges == "hed")}
     pins = {f"eval.{knob}": str(weights.resolve(name, getattr(ev, knob) or None).path.resolve())
             for knob, (name, used) in wanted.items() if used}
-    # What `diversity` is, decided once here, so every trial computes the same one.
-    pins["eval.diversity"] = {"intra_lpips": "lpips", "intra_shapesnet": "shapesnet"}[
-        diversity_metric(t["data"], ev)]
+    # What the trials report and what `diversity` is, decided once here (both depend on which
+    # weights are found), so every trial computes the same ones.
+    pins["eval.metrics"] = list(trial_metrics(t["data"], ev))
+    pins["eval.diversity"] = {v: k for k, v in DIVERSITY.items()}[diversity_metric(t["data"], ev)]
     return pins
 
 
@@ -190,11 +239,14 @@ def prepare(t: dict, methods: list[str], where: str, progress=print, objectives=
     from raygan.models.checkpoint import load_source
     from raygan.registry import method_module
 
+    progress(default_set(t["data"], t["eval"]))
     source = load_source(t["model"].checkpoint)
     if not t["data"].embedded:
         from raygan.data.images import check_folder
 
-        check_folder(t["data"].target, 1, "target images")  # every file decoded; too few: target_shots says so
+        check_folder(t["data"].target, 1, "target images")
+        if t["data"].source_images:
+            check_folder(t["data"].source_images, 2, "source images")  # every file decoded; too few: target_shots says so
     shots, _ = target_shots(t["data"], source.size)
     check_metrics(t, objectives, where)
     for name in methods:
@@ -214,6 +266,13 @@ def warm_caches(t: dict, source, shots, progress=print) -> None:
     metrics = computed_metrics(t["data"], t["eval"])
     if set(metrics) & set(needing("embedded")):
         warm_cache(source.size)
+    if not t["data"].embedded and set(metrics) & set(needing("classifier")):
+        from raygan.evaluation.fewshot import Run
+        from raygan.metrics.domainnet import describe
+
+        progress("realism classifier C of the target folder (cached)")
+        net, _, trained_on = Run(run_options(t), source, shots, None).domainnet()
+        progress(f"C: {describe(net.config['checks'])}; {trained_on}")
     if set(metrics) & set(needing("reference")):
         from raygan.evaluation.fewshot import Run
 

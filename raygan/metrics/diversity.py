@@ -61,6 +61,18 @@ def shapesnet_distance(net: ShapesNet) -> PerceptualDistance:
       with nu_l, weak activations stay weak, strong ones (strokes) saturate near 1 as in LPIPS.
     Repeating one sketch with light noise scores ~0; adding light noise to varied sketches
     leaves the score unchanged (within ~1 %)."""
+    return feature_distance(net, lambda size: held_out("target", N_NORM_REFERENCE, size=size, seed=2))
+
+
+def domainnet_distance(net, target: torch.Tensor) -> PerceptualDistance:
+    """shapesnet_distance's recipe on the realism classifier C of a folder target (DomainNet),
+    normalised by its layers' mean feature norm on the target images (``target``)."""
+    return feature_distance(net, lambda size: target)
+
+
+def feature_distance(net, reference) -> PerceptualDistance:
+    """The distance of shapesnet_distance on any net with ``layer_features``: ``reference(size)``
+    gives the images behind the per-layer normalising scales nu_l."""
     device = next(net.parameters()).device
     scales = {}   # image size -> per-layer nu_l
 
@@ -72,7 +84,7 @@ def shapesnet_distance(net: ShapesNet) -> PerceptualDistance:
         size = x.shape[-1]
         if size not in scales:
             with torch.no_grad():
-                ref = deep_features(held_out("target", N_NORM_REFERENCE, size=size, seed=2))
+                ref = deep_features(reference(size))
                 scales[size] = [f.pow(2).sum(1).sqrt().mean() for f in ref]
         return [f / (f.pow(2).sum(1, keepdim=True).sqrt() + nu) for f, nu in zip(deep_features(x), scales[size])]
 

@@ -51,12 +51,7 @@ class ShapesNet(nn.Module):
 
     def layer_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Post-ReLU activations of every conv block (before its pooling), [B, C, H, W] each."""
-        outs = []
-        for i, block in enumerate(self.blocks):
-            # Max pooling keeps thin strokes and corners (it learnt shape kinds much faster than avg).
-            x = block(x if i == 0 else F.max_pool2d(x, 2))
-            outs.append(x)
-        return outs
+        return block_outputs(self.blocks, x)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The 128-d penultimate features [B, 128]."""
@@ -66,6 +61,17 @@ class ShapesNet(nn.Module):
         h = self.features(x)
         return {"domain": self.domain_head(h).squeeze(1), "kind": self.kind_head(h),
                 "count": self.count_head(h)}
+
+
+def block_outputs(blocks, x: torch.Tensor) -> list[torch.Tensor]:
+    """The output of each of ``blocks`` applied in turn, each after a 2x max pooling but the
+    first. Max pooling keeps thin strokes and corners (ShapesNet learnt shape kinds much faster
+    with it than with average pooling)."""
+    outs = []
+    for i, block in enumerate(blocks):
+        x = block(x if i == 0 else F.max_pool2d(x, 2))
+        outs.append(x)
+    return outs
 
 
 def _cache_path(cache_dir, size: int, steps: int, n_scenes: int | None = None) -> Path:

@@ -17,6 +17,9 @@ class DataConfig:
     seed: int = knob(0, lo=0, help="which shots: procedural draw, or which images of the folder")
     reference: str = knob("", path=True, help="folder of held-out target images behind fid/kid (the papers: the "
                                               "full target set); empty: the embedded sketches' held-out set")
+    source_images: str = knob("", path=True, help="folder of non-target real images (e.g. the source domain's) that "
+                                                  "the realism classifier C of a folder target is trained against; "
+                                                  "empty: samples of the source generator G_s")
 
     @property
     def embedded(self) -> bool:
@@ -28,6 +31,9 @@ class DataConfig:
         if self.reference and self.embedded:
             raise UserError(where, f"{section}.reference: the embedded sketches have their own held-out set; "
                                    "a reference folder goes with a folder target")
+        if self.source_images and self.embedded:
+            raise UserError(where, f"{section}.source_images: the embedded sketches' realism classifier is raygan's "
+                                   "ShapesNet; source images go with a folder target")
 
 
 @dataclass

@@ -1,0 +1,131 @@
+"""The realism classifier C of a folder target (DCL Eq. 3, raygan.metrics.domainnet): real target
+images score high; noise, blank, blurred and source images low, whatever their compression and
+resolution; cached by the data's fingerprint; refused when it cannot tell the two sets apart;
+and the metrics computed with it score a collapsed or noisy generator badly."""
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw, ImageFilter
+
+from raygan.errors import UserError
+from raygan.metrics import domainnet as C
+
+SIZE = 32
+
+
+def scene(rng, style: str, wh=(80, 64)) -> Image.Image:
+    """'ink': 1-3 dark outlines of discs and boxes on pale paper; 'filled': such shapes filled
+    with colour on a coloured ground (a photo-to-sketch-like pair of domains)."""
+    g = int(rng.integers(225, 250))
+    im = Image.new("RGB", wh, (g, g - 5, g - 15) if style != "filled" else tuple(int(v) for v in rng.integers(0, 256, 3)))
+    draw = ImageDraw.Draw(im)
+    for _ in range(int(rng.integers(1, 4))):
+        cx, cy, r = rng.uniform(15, 65), rng.uniform(12, 52), rng.uniform(6, 18)
+        box = [cx - r, cy - r, cx + r, cy + r]
+        if style == "filled":
+            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+        else:
+            ink = int(rng.integers(10, 70))
+            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, outline=(ink, ink, ink + 10), width=3)
+    return im
+
+
+def write_scenes(folder, n, seed, style, fmt="png", quality=90):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        scene(rng, style).save(folder / f"{style}_{i:03d}.{fmt}", **({"quality": quality} if fmt == "jpg" else {}))
+    return folder
+
+
+def tensors(images) -> torch.Tensor:
+    from raygan.data.images import resize_crop
+
+    x = np.stack([np.asarray(resize_crop(im, SIZE)) for im in images])
+    return torch.from_numpy(x.copy()).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def jpeg(im: Image.Image, quality: int) -> Image.Image:
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def draw(n, seed, style, how=lambda im: im):
+    rng = np.random.default_rng(seed)
+    return tensors([how(scene(rng, style)) for _ in range(n)])
+
+
+def p_target(net, x) -> float:
+    with torch.no_grad():
+        return float(torch.sigmoid(net(x)["domain"]).mean())
+
+
+LOW = lambda im: jpeg(im.resize((40, 32)).resize((80, 64)), 25)  # noqa: E731  half resolution, JPEG q25
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """C trained on 12 half-resolution JPEG target images against 48 pristine source images: a
+    classifier may key on the artefacts instead of the domain."""
+    target, other = draw(16, 0, "ink", LOW), draw(64, 1, "filled")
+    (target, target_out), (other, other_out) = C.split(target), C.split(other)
+    net = C.train_domainnet(target, other, steps=250)
+    return net, C.heldout_checks(net, target_out, other_out)
+
+
+def test_real_target_high_and_noise_blank_blur_and_source_low(trained):
+    net, checks = trained
+    assert checks["accuracy"] >= 0.9 and checks["target"] > 0.8 and checks["other"] < 0.2, C.describe(checks)
+    assert max(checks[k] for k in C.HARD_NEGATIVES) < 0.5, C.describe(checks)
+    C.check(checks, "shots/", "test sets")
+    fresh = draw(40, 7, "ink")                      # unseen, and pristine where training had JPEGs
+    assert p_target(net, fresh) > 0.8
+    made = {"source": draw(40, 8, "filled"),
+            "source as half-resolution JPEG": draw(40, 9, "filled", LOW),
+            "noise": torch.rand(40, 3, SIZE, SIZE) * 2 - 1,
+            "blank": torch.ones(40, 3, SIZE, SIZE) * (torch.rand(40, 3, 1, 1) * 2 - 1),
+            "blank paper": fresh.mean((2, 3), keepdim=True).expand_as(fresh).clone(),
+            "speckled paper": (fresh.mean((2, 3), keepdim=True) + 0.3 * torch.randn(fresh.shape)).clamp(-1, 1),
+            "blurred target": draw(40, 7, "ink", lambda im: im.filter(ImageFilter.GaussianBlur(6)))}
+    for name, x in made.items():
+        assert p_target(net, x) < 0.2, name
+
+
+def test_a_classifier_that_cannot_separate_its_sets_is_refused():
+    target, other = draw(12, 0, "filled"), draw(12, 1, "filled")   # one domain on both sides
+    (target, target_out), (other, other_out) = C.split(target), C.split(other)
+    checks = C.heldout_checks(C.train_domainnet(target, other, steps=30), target_out, other_out)
+    with pytest.raises(UserError, match="tells held-out target from non-target images apart only"):
+        C.check(checks, "shots/", "test sets")
+    good = {**dict.fromkeys(C.HARD_NEGATIVES, 0.0), "target": 1.0, "other": 0.0, "accuracy": 1.0}
+    C.check(good, "shots/", "test sets")
+    with pytest.raises(UserError, match="calls held-out noise images target"):  # fooled by one kind of failure
+        C.check({**good, "noise": 0.6}, "shots/", "test sets")
+
+
+def test_cached_by_the_data_fingerprint(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAYGAN_CACHE", str(tmp_path))
+    calls = []
+
+    def data():
+        calls.append(1)
+        return draw(8, 0, "ink"), draw(8, 1, "filled")
+
+    first = C.load_domainnet("key-a", SIZE, data, steps=5)
+    again = C.load_domainnet("key-a", SIZE, data, steps=5)
+    assert len(calls) == 1 and set(first.config["checks"]) >= {"target", "other", "accuracy", *C.HARD_NEGATIVES}
+    assert again.config["checks"] == first.config["checks"]
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
+    C.load_domainnet("key-b", SIZE, data, steps=5)   # other data: another entry, trained
+    assert len(calls) == 2 and len(list(tmp_path.glob("domainnet_*.pt"))) == 2
+
+
+def test_augmentations_keep_the_shape_and_range_and_are_seeded():
+    x = draw(6, 0, "ink")
+    a = C.augment(x.clone(), torch.Generator().manual_seed(3))
+    b = C.augment(x.clone(), torch.Generator().manual_seed(3))
+    assert a.shape == x.shape and torch.equal(a, b) and a.min() >= -1 and a.max() <= 1
+    assert (a - x).abs().mean() > 0.01
