@@ -1,43 +1,21 @@
 """The realism classifier C of a folder target (DCL Eq. 3, raygan.metrics.domainnet): real target
 images score high; noise, blank, blurred and source images low, whatever their compression and
 resolution; cached by the data's fingerprint; refused when it cannot tell the two sets apart;
-and the metrics computed with it score a collapsed or noisy generator badly."""
+and the metrics computed with it (realism, fd_domainnet, intra_domainnet) score a collapsed,
+noisy or blank generator badly."""
 import io
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageFilter
 
 from raygan.errors import UserError
 from raygan.metrics import domainnet as C
 
+from painted import scene, write_scenes
+
 SIZE = 32
-
-
-def scene(rng, style: str, wh=(80, 64)) -> Image.Image:
-    """'ink': 1-3 dark outlines of discs and boxes on pale paper; 'filled': such shapes filled
-    with colour on a coloured ground (a photo-to-sketch-like pair of domains)."""
-    g = int(rng.integers(225, 250))
-    im = Image.new("RGB", wh, (g, g - 5, g - 15) if style != "filled" else tuple(int(v) for v in rng.integers(0, 256, 3)))
-    draw = ImageDraw.Draw(im)
-    for _ in range(int(rng.integers(1, 4))):
-        cx, cy, r = rng.uniform(15, 65), rng.uniform(12, 52), rng.uniform(6, 18)
-        box = [cx - r, cy - r, cx + r, cy + r]
-        if style == "filled":
-            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
-        else:
-            ink = int(rng.integers(10, 70))
-            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, outline=(ink, ink, ink + 10), width=3)
-    return im
-
-
-def write_scenes(folder, n, seed, style, fmt="png", quality=90):
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        scene(rng, style).save(folder / f"{style}_{i:03d}.{fmt}", **({"quality": quality} if fmt == "jpg" else {}))
-    return folder
 
 
 def tensors(images) -> torch.Tensor:
@@ -129,3 +107,31 @@ def test_augmentations_keep_the_shape_and_range_and_are_seeded():
     b = C.augment(x.clone(), torch.Generator().manual_seed(3))
     assert a.shape == x.shape and torch.equal(a, b) and a.min() >= -1 and a.max() <= 1
     assert (a - x).abs().mean() > 0.01
+
+
+def test_the_folder_metrics_score_collapse_noise_and_blank_paper_badly(tmp_path, monkeypatch):
+    from raygan.evaluation.fewshot import EvalOptions, Run
+
+    monkeypatch.setenv("RAYGAN_CACHE", str(tmp_path / "cache"))
+    shots = write_scenes(tmp_path / "shots", 12, 0, "ink")
+    opts = EvalOptions(shots=str(shots), source_images=str(write_scenes(tmp_path / "source", 24, 1, "filled")),
+                       scs_edges="sobel")
+    real = draw(60, 20, "ink")
+    one = real[:1].expand(60, -1, -1, -1)
+    fakes = {"real": real,
+             "collapsed": (one + 0.02 * torch.randn(one.shape)).clamp(-1, 1),   # one image, faint noise
+             "noise": (real.mean((2, 3), keepdim=True) + 0.5 * torch.randn(real.shape)).clamp(-1, 1),
+             "blank paper": real.mean((2, 3), keepdim=True).expand_as(real).clone()}
+    score = {name: {m: Run(opts, None, x, None).compute(m)[0].value for m in ("realism", "fd_domainnet",
+                                                                             "intra_domainnet")}
+             for name, x in fakes.items()}
+    good = score.pop("real")
+    assert good["realism"] > 0.8, good
+    for name, s in score.items():
+        assert s["fd_domainnet"] > 2 * good["fd_domainnet"], (name, s, good)
+    assert score["noise"]["realism"] < 0.2 and score["blank paper"]["realism"] < 0.2, score
+    assert score["collapsed"]["intra_domainnet"] < 0.3 * good["intra_domainnet"], (score, good)
+    assert score["blank paper"]["intra_domainnet"] < 0.3 * good["intra_domainnet"], (score, good)
+    record = Run(opts, None, real, None).compute("realism")[0].record()
+    assert "domainnet" in record["network"] and "held-out p(target)" in record["network"]
+    assert str(tmp_path / "source") in record["reference"] and len(record["weights_sha256"]) == 64

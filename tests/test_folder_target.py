@@ -16,6 +16,8 @@ from raygan import weights as W
 from raygan.metrics.inception import FIDInception
 from raygan.models.stylegan2 import Discriminator, Generator
 
+from painted import write_scenes
+
 SIZE = 64
 
 
@@ -35,8 +37,9 @@ def write_images(folder, n, seed, size=(80, 64)):
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    """A 64-px rosinality-layout source, 6 shots, 12 reference images, and stand-in Inception
-    and VGG16 weights of the right architectures in one $RAYGAN_WEIGHTS folder."""
+    """A 64-px rosinality-layout source, 6 shots and 12 reference images (ink outlines on
+    paper), 24 source-domain images (filled shapes), and stand-in Inception and VGG16 weights of
+    the right architectures in one $RAYGAN_WEIGHTS folder."""
     root = tmp_path_factory.mktemp("folder_target")
     torch.manual_seed(0)
     g = Generator(SIZE, style_dim=32, n_mlp=2, channel_max=32)
@@ -50,8 +53,9 @@ def assets(tmp_path_factory):
 
     vgg = torchvision.models.vgg16(weights=None).features  # LPIPS reads only the conv trunk
     torch.save({f"features.{k}": v for k, v in vgg.state_dict().items()}, wdir / W.KNOWN["vgg16"].file)
-    return {"ckpt": ckpt, "shots": write_images(root / "shots", 6, 0),
-            "reference": write_images(root / "reference", 12, 1), "weights": wdir}
+    return {"ckpt": ckpt, "shots": write_scenes(root / "shots", 6, 0, "ink"),
+            "reference": write_scenes(root / "reference", 12, 1, "ink"),
+            "source_images": write_scenes(root / "source_images", 24, 2, "filled"), "weights": wdir}
 
 
 @pytest.fixture
@@ -179,36 +183,78 @@ def test_image_folder_helpers_refuse_what_they_cannot_read(tmp_path):
         I.image_files(tmp_path / "ok")
 
 
+def test_without_the_weights_a_folder_target_takes_the_weights_free_set_and_says_so(tmp_path, assets, capsys,
+                                                                                    monkeypatch):
+    from raygan.search_space import load_experiment
+    from raygan.train.loop import prepare
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    monkeypatch.setenv("RAYGAN_CACHE", str(tmp_path / "cache"))
+    for k in W.KNOWN.values():
+        monkeypatch.delenv(k.env, raising=False)
+    monkeypatch.delenv(W.DIR_VAR, raising=False)
+    path = experiment(tmp_path, assets, **{"eval: {metrics: [fid, intra_lpips]}\n": "",
+                                           "metric: fid, mode: min, ": ""})
+    exp = load_experiment(path)
+    assert (exp.search.metric, exp.search.mode) == ("fd_domainnet", "min")  # the default objective follows the set
+    cfg = prepare(exp.trial_config, [exp.method], exp.path, objectives=exp.search.objectives)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("metrics: realism, diversity, fd_domainnet, scs_sobel, diversity_at_saturation, "
+                                 "saturated_at_step: the weights-free set of a folder target"), printed[0]
+    assert f"{W.KNOWN['inception'].file}: missing" in printed[0] and "eval.metrics chooses" in printed[0]
+    # C against G_s's samples (no data.source_images), and the trials pinned to this set
+    assert any(line.startswith("C: held-out p(target)") and "samples of G_s" in line
+               and "(no data.source_images given)" in line for line in printed), printed
+    assert cfg["eval"]["metrics"] == ["realism", "diversity", "fd_domainnet", "scs"]
+    assert cfg["eval"]["diversity"] == "domainnet"
+
+
 # ---- end to end --------------------------------------------------------------------------------
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_micro_search_on_a_folder_with_fid_objective_and_eval_agrees(local_ray, tmp_path, assets, capsys,
-                                                                     weights_env):
+def test_micro_search_on_a_folder_ranked_by_realism_stopped_at_its_plateau_and_eval_agrees(
+        local_ray, tmp_path, assets, capsys, weights_env):
     # On the suite's instance, started before weights_env: the trials find the stand-in weights
     # only because raygan hands them the driver's RAYGAN_* and TORCH_HOME (orchestrate/train.py
     # driver_env), as on an instance a user started with `ray start` in another shell.
-    path = experiment(tmp_path, assets)
+    path = experiment(tmp_path, assets, **{
+        "  shots: 6\n": f"  shots: 6\n  source_images: {assets['source_images']}\n",
+        "steps: 2,": "steps: 6,",
+        "eval: {metrics: [fid, intra_lpips]}": "eval: {metrics: [fid, diversity, realism, fd_domainnet], "
+                                              "saturation_window: 1, saturation_tolerance: 1.0, saturation_realism: 0.0}",
+        "metric: fid, mode: min": "metric: realism, mode: max, stopper: realism_plateau"})
     out = tmp_path / "results"
     assert main(["tune", str(path), "--output", str(out)]) == 0
-    capsys.readouterr()
+    printed = capsys.readouterr().out
+    assert "raygan: metrics: fid, diversity, realism, fd_domainnet, diversity_at_saturation, saturated_at_step " \
+           "(eval.metrics)" in printed
+    assert "raygan: C: held-out p(target)" in printed and f"not target: 24 images of {assets['source_images']}" in printed
     exp_dir = out / "folder"
     rows = list(csv.DictReader(open(exp_dir / "results.csv")))
     assert len(rows) == 2 and all(r["status"] == "ok" for r in rows)
     for r in rows:
-        assert np.isfinite(float(r["fid"])) and float(r["fid"]) >= 0 and float(r["intra_lpips"]) >= 0
-        assert "realism" not in r and "fd_shapesnet" not in r  # embedded metrics are not computed here
+        assert np.isfinite(float(r["fid"])) and float(r["fid"]) >= 0 and float(r["diversity"]) >= 0
+        assert 0 <= float(r["realism"]) <= 1 and float(r["fd_domainnet"]) >= 0
+        assert "fd_shapesnet" not in r  # the embedded metrics are not computed here
+        (folder,) = exp_dir.glob(f"_trial_{r['trial']}_*")
+        history = [json.loads(line) for line in (folder / "result.json").read_text().splitlines()]
+        assert [h["step"] for h in history] == [0, 2]  # stopped at its realism plateau, 4 of 6 steps unspent
+        assert history[-1]["saturated_at_step"] == 2
+    assert [float(r["realism"]) for r in rows] == sorted((float(r["realism"]) for r in rows), reverse=True)
     best = rows[0]
-    assert float(best["fid"]) == min(float(r["fid"]) for r in rows)
     trial = next(p for p in exp_dir.iterdir() if p.is_dir() and best["trial"] in p.name)
     prov = json.loads((trial / "metrics_provenance.json").read_text())
-    assert set(prov) == {"fid", "intra_lpips"}
+    assert {"fid", "diversity", "realism", "fd_domainnet"} <= set(prov)
     assert "UNVERIFIED" in prov["fid"]["network"] and str(assets["reference"]) in prov["fid"]["reference"]
-    assert len(prov["fid"]["weights_sha256"]) == 64 and "vgg" in prov["intra_lpips"]["network"]
-    # `raygan eval` of the best trial's (last) checkpoint computes the same FID on the same samples
+    assert len(prov["fid"]["weights_sha256"]) == 64 and "vgg" in prov["diversity"]["network"]
+    assert "domainnet" in prov["realism"]["network"] and str(assets["source_images"]) in prov["realism"]["reference"]
+    # `raygan eval` of the best trial's (last) checkpoint computes the same numbers on the same samples
     scores = tmp_path / "scores.json"
-    assert main(["eval", str(trial), "--metrics", "fid,intra_lpips", "--samples", "20", "--reference",
-                 str(assets["reference"]), "--shots", str(assets["shots"]), "--out", str(scores)]) == 0
+    assert main(["eval", str(trial), "--metrics", "fid,intra_lpips,realism,fd_domainnet", "--samples", "20",
+                 "--reference", str(assets["reference"]), "--shots", str(assets["shots"]),
+                 "--source-images", str(assets["source_images"]), "--out", str(scores)]) == 0
     got = {r["metric"]: r["value"] for r in json.loads(scores.read_text())["scores"]}
-    assert got["fid"] == pytest.approx(float(best["fid"]), rel=1e-6)
-    assert got["intra_lpips"] == pytest.approx(float(best["intra_lpips"]), rel=1e-6)
+    for metric, reported in {"fid": "fid", "intra_lpips": "diversity", "realism": "realism",
+                             "fd_domainnet": "fd_domainnet"}.items():
+        assert got[metric] == pytest.approx(float(best[reported]), rel=1e-6), metric

@@ -11,10 +11,10 @@ Three choices keep C honest (the checks in ``heldout_checks`` are tests):
 - hard negatives, labelled 0: noise, blank images in a target image's mean colour, strongly
   blurred target images (trained on real images only, a classifier calls a failed
   adaptation's noise or mush "target": see raygan.data.fakes);
-- augmentations of every image, of both classes alike (a flip, a crop, a lower resolution,
-  JPEG re-encoding), so that C cannot tell the two sets apart by their resolution or their
-  compression; light blur (sigma <= 0.9 px at 32 px) stays a positive, strong blur is a
-  negative, as for ShapesNet;
+- augmentations of every real image, of both classes alike (a flip, a crop, a lower
+  resolution, JPEG re-encoding), so that C cannot tell the two sets apart by their resolution
+  or their compression; light blur (sigma <= 0.9 px at 32 px) stays a positive, strong blur a
+  negative, as for ShapesNet; the hard negatives are made after the augmentations;
 - held-out checks: a share of each set is kept out of training, and C is refused
   (``check``) when it does not separate them.
 Images above ``MAX_RESOLUTION`` are area-downsampled first (C's cost then stops growing
@@ -39,7 +39,7 @@ from raygan.data.fakes import gaussian_blur
 from raygan.errors import UserError
 from raygan.metrics.features import block_outputs
 
-VERSION = "d1"            # bump when the architecture, data or recipe changes (invalidates caches)
+VERSION = "d2"            # bump when the architecture, data or recipe changes (invalidates caches)
 DEFAULT_STEPS, TEST_STEPS = 600, 60   # the test-size recipe under $RAYGAN_TEST_NETWORKS=1
 MAX_RESOLUTION = 128
 FEATURE_DIM = 128
@@ -161,10 +161,14 @@ def train_domainnet(target: torch.Tensor, other: torch.Tensor, steps: int = DEFA
         gen = torch.Generator().manual_seed(seed)
         pick = lambda pool, k: pool[torch.randint(len(pool), (k,), generator=gen)]  # noqa: E731
         for _ in range(steps):
-            hard = pick(target, n_hard)
+            # The real images are augmented, the hard negatives made afterwards from augmented
+            # target images: a generator's failures carry no JPEG or resampling artefacts (made
+            # before the augmentations, strong noise came out smoothed, and raw noise scored 1.0).
+            real = augment(torch.cat([pick(target, n_pos), pick(other, n_other), pick(target, n_hard)]), gen)
             kinds = torch.arange(n_hard) % len(HARD_NEGATIVES)
-            hard = torch.cat([hard_negatives(hard[kinds == i], k, gen) for i, k in enumerate(HARD_NEGATIVES)])
-            x = augment(torch.cat([pick(target, n_pos), pick(other, n_other), hard]), gen)
+            hard = real[n_pos + n_other:]
+            x = torch.cat([real[:n_pos + n_other],
+                           *[hard_negatives(hard[kinds == i], k, gen) for i, k in enumerate(HARD_NEGATIVES)]])
             loss = F.binary_cross_entropy_with_logits(net(x.to(device))["domain"], labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
