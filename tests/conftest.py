@@ -51,9 +51,9 @@ def local_ray():
 # built once). A scheduler rather than xdist_group markers: xdist 3.8 renames node ids for
 # groups in a way pytest 9.2 ignores, which ran Ray modules on both workers.
 RAY_MODULES = frozenset({
-    "test_dashboard", "test_fault_tolerance", "test_folder_target", "test_gpu_check", "test_gpu_path",
+    "test_dashboard", "test_fault_tolerance", "test_folder_target_e2e", "test_gpu_check", "test_gpu_path",
     "test_multinode", "test_pbt", "test_ray_instance", "test_real_layouts", "test_realism_plateau",
-    "test_replicates", "test_report", "test_resume", "test_streams", "test_study_db", "test_tune_e2e",
+    "test_replicates", "test_report_e2e", "test_resume", "test_streams", "test_study_db", "test_tune_e2e",
 })
 
 

@@ -1,12 +1,18 @@
-"""Rosinality-layout checkpoints load unchanged; bad files are one-line errors."""
+"""Rosinality-layout checkpoints load unchanged; bad files are one-line errors; a checkpoint is
+written atomically (a kill during a write never leaves a half file)."""
 import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 
 from raygan.errors import UserError
 from raygan.cache import save_atomic
-from raygan.models.checkpoint import EMBEDDED, infer_generator_config, load_source
+from raygan.models.checkpoint import EMBEDDED, infer_generator_config, load_file, load_source
 from raygan.models.stylegan2 import Discriminator, Generator
 
 
@@ -68,3 +74,42 @@ def test_bad_checkpoints_are_user_errors(tmp_path, case):
     with pytest.raises(UserError) as e:
         load_source(str(path))
     assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+# --- atomic checkpoints (no Ray) ----------------------------------------------------------------
+
+WRITER = """
+import sys, torch
+from raygan.cache import save_atomic
+big = {"g_ema": {f"w{i}": torch.full((1024, 1024), float(i)) for i in range(8)}}  # 32 MiB
+print("ready", flush=True)
+n = 0
+while True:
+    n += 1
+    save_atomic({**big, "step": n}, sys.argv[1])
+"""
+
+
+def test_a_kill_during_a_checkpoint_write_never_leaves_a_half_file(tmp_path):
+    target = tmp_path / "checkpoint.pt"
+    rng = random.Random(0)
+    for attempt in range(4):
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE, text=True)
+        assert writer.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 1.5))  # somewhere inside one of the writes (each takes ~0.1-0.5 s)
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        if target.exists():  # the last complete write, loaded in full
+            state = load_file(target)
+            assert state["step"] >= 1 and len(state["g_ema"]) == 8
+            assert all(torch.equal(state["g_ema"][f"w{i}"], torch.full((1024, 1024), float(i))) for i in range(8))
+        # any leftover is a hidden temporary file, never the checkpoint's name
+        assert all(p.name.startswith(".checkpoint.pt.") for p in tmp_path.iterdir() if p != target)
+    assert target.exists()  # at least one write completed in all that time
+
+    # a checkpoint cut short (what a non-atomic write would leave) is a one-line error
+    data = target.read_bytes()
+    target.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match="corrupt, truncated") as e:
+        load_file(target)
+    assert "\n" not in str(e.value) and str(target) in str(e.value)
