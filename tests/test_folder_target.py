@@ -15,7 +15,7 @@ from raygan import weights as W
 from raygan.metrics.inception import FIDInception
 from raygan.models.stylegan2 import Discriminator, Generator
 
-from painted import write_scenes
+from raygan.data.painted import write_scenes
 
 SIZE = 64
 

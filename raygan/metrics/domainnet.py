@@ -40,7 +40,8 @@ from raygan.errors import UserError
 from raygan.metrics.features import block_outputs
 
 VERSION = "d2"            # bump when the architecture, data or recipe changes (invalidates caches)
-DEFAULT_STEPS, TEST_STEPS = 600, 60   # the test-size recipe under $RAYGAN_TEST_NETWORKS=1
+DEFAULT_STEPS, BATCH = 600, 64
+TEST_STEPS, TEST_BATCH = 50, 32   # the test-size recipe under $RAYGAN_TEST_NETWORKS=1
 MAX_RESOLUTION = 128
 FEATURE_DIM = 128
 HELD_OUT_SHARE = 0.25     # of each set, never trained on, behind heldout_checks (at least 2 images)
@@ -144,7 +145,7 @@ def jpeg_roundtrip(x: torch.Tensor, quality: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
-def train_domainnet(target: torch.Tensor, other: torch.Tensor, steps: int = DEFAULT_STEPS, batch_size: int = 64,
+def train_domainnet(target: torch.Tensor, other: torch.Tensor, steps: int = DEFAULT_STEPS, batch_size: int = BATCH,
                     seed: int = 0, device="cpu", progress=print) -> DomainNet:
     """C trained from scratch on ``target`` (label 1) against ``other`` and the hard negatives
     (label 0), every batch augmented; seeded, the global RNG left as it was."""
@@ -215,13 +216,14 @@ def load_domainnet(key: str, size: int, data: Callable[[], tuple], steps: int | 
     ``data()`` ((target, other) in [-1, 1]) with HELD_OUT_SHARE of each kept out; its
     ``config["checks"]`` are the held-out checks it was saved with. ``steps`` None: the
     default recipe, or the test-size one under $RAYGAN_TEST_NETWORKS=1."""
-    steps = steps or (TEST_STEPS if cache.test_networks() else DEFAULT_STEPS)
-    path = Path(cache.cache_dir()) / f"domainnet_{size}px_{VERSION}_{steps}steps_{key[:16]}.pt"
+    test = cache.test_networks()
+    steps, batch = steps or (TEST_STEPS if test else DEFAULT_STEPS), TEST_BATCH if test else BATCH
+    path = Path(cache.cache_dir()) / f"domainnet_{size}px_{VERSION}_{steps}x{batch}_{key[:16]}.pt"
 
     def train():
         target, other = data()
         (target, target_out), (other, other_out) = split(target), split(other)
-        net = train_domainnet(target, other, steps, device=device, progress=progress)
+        net = train_domainnet(target, other, steps, batch, device=device, progress=progress)
         net.config["checks"] = heldout_checks(net, target_out, other_out)
         return net
 
@@ -230,5 +232,5 @@ def load_domainnet(key: str, size: int, data: Callable[[], tuple], steps: int | 
         net.config["checks"] = config["checks"]
         return net
 
-    meta = {"version": VERSION, "size": size, "steps": steps, "key": key}
+    meta = {"version": VERSION, "size": size, "steps": steps, "batch": batch, "key": key}
     return cache.cached_network(path, meta, build, train, "domainnet").to(device)
