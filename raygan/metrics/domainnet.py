@@ -193,9 +193,9 @@ def heldout_checks(net: DomainNet, target: torch.Tensor, other: torch.Tensor, se
 
 
 def describe(checks: dict) -> str:
+    """The held-out checks in one line (printed, and kept in every score's provenance)."""
     return (f"held-out p(target): target {checks['target']:.2f}, other {checks['other']:.2f}, "
             + ", ".join(f"{k} {checks[k]:.2f}" for k in HARD_NEGATIVES) + f"; accuracy {checks['accuracy']:.2f}")
-
 
 
 def check(checks: dict, where: str, what: str) -> None:
