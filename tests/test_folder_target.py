@@ -128,6 +128,31 @@ def test_bad_target_folders_are_one_line_errors_before_ray(tmp_path, assets, cap
     assert expected in err, err
 
 
+@pytest.mark.parametrize("case", ["missing", "unreadable", "with_the_embedded_target"])
+def test_bad_source_images_are_one_line_errors_before_ray(tmp_path, assets, capsys, weights_env, case):
+    folder = write_images(tmp_path / "source", 4, 7)
+    named = folder
+    if case == "missing":
+        folder = named = tmp_path / "nowhere"
+    elif case == "unreadable":
+        named = folder / "img_01.png"
+        named.write_bytes(named.read_bytes()[:40])  # truncated PNG
+    over = {"  shots: 6\n": f"  shots: 6\n  source_images: {folder}\n"}
+    if case == "with_the_embedded_target":
+        over = {f"target: {assets['shots']}": "target: sketches", f"  reference: {assets['reference']}\n": "",
+                "  shots: 6\n": f"  shots: 6\n  source_images: {folder}\n"}
+    path = experiment(tmp_path, assets, **over)
+    out = tmp_path / "out"
+    assert main(["tune", str(path), "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and not out.exists(), err   # one line, nothing written, Ray never started
+    expected = {"missing": f"{named}: no such folder (expected a folder of source images)",
+                "unreadable": f"{named}: not a readable image",
+                "with_the_embedded_target": "data.source_images: the embedded sketches' realism classifier is "
+                                            "raygan's ShapesNet"}[case]
+    assert expected in err, err
+
+
 def test_embedded_only_metrics_are_refused_on_a_folder_target(tmp_path, assets, capsys, weights_env):
     path = experiment(tmp_path, assets, **{"metrics: [fid, intra_lpips]": "metrics: [fid, fd_shapesnet]"})
     assert main(["tune", str(path), "--output", str(tmp_path / "out")]) == 2

@@ -236,7 +236,7 @@ class Run:
         self.opts, self.src, self.images, self.z = opts, src, images, z
         self.size = src.size if src is not None else images.shape[-1]
         self._shots, self._source_images, self._shapesnet = shots, source_images, shapesnet
-        self._inception = self._domainnet = None
+        self._inception = self._domainnet = self._domainnet_target = None
 
     @property
     def embedded(self) -> bool:
@@ -342,8 +342,10 @@ class Run:
         """The target images C is trained on: the shots folder's and the reference folder's."""
         from raygan.data.images import image_files, read_images
 
-        return torch.cat([read_images(image_files(f, 1), self.size) for f in (self.opts.shots, self.opts.reference)
-                          if f])
+        if self._domainnet_target is None:  # read once per evaluation (fd_domainnet and intra_domainnet)
+            self._domainnet_target = torch.cat([read_images(image_files(f, 1), self.size)
+                                                for f in (self.opts.shots, self.opts.reference) if f])
+        return self._domainnet_target
 
     def embedded_score(self, metric, value, reference):
         from raygan.metrics.features import VERSION
