@@ -65,17 +65,20 @@ def test_address_choice(monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.timeout(150)
-def test_serves_both_on_loopback_only(tmp_path):
+def test_serves_both_on_loopback_only_and_stops_on_sigint_even_when_started_with_it_ignored(tmp_path, ray_tmp):
+    """A real start; then Ctrl-C stops it although it was started as a script's background job
+    is, which inherits SIGINT as ignored (and Python keeps it ignored)."""
     results, home = tmp_path / "results", tmp_path / "home"
     results.mkdir()
     home.mkdir()
     port, tb_port = _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
-    env["HOME"] = str(home)  # the new head's token goes to $HOME/.ray/auth_token
+    env.update(HOME=str(home), RAY_TMPDIR=str(ray_tmp))  # the new head's token goes to $HOME/.ray/auth_token
     proc = subprocess.Popen(
         [sys.executable, "-m", "raygan.cli", "dashboard", str(results), "--address", "local",
          "--port", str(port), "--tb-port", str(tb_port), "--run-for", "90"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         lines = []
         for line in proc.stdout:
@@ -123,25 +126,22 @@ def test_serves_both_on_loopback_only(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-def test_stops_on_sigint_even_when_started_with_sigint_ignored(tmp_path):
-    """A script's background job inherits SIGINT as ignored (and Python keeps it ignored): the
-    dashboard still stops on Ctrl-C, and on SIGTERM, through its clean-up."""
+def test_stops_on_sigterm_through_its_clean_up(tmp_path, ray_tmp):
+    """SIGTERM (as `kill` sends) stops it as Ctrl-C does (the test above)."""
     results = tmp_path / "results"
     results.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
-    env["HOME"] = str(tmp_path)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "raygan.cli", "dashboard", str(results), "--address", "local",
-             "--port", str(_free_port()), "--tb-port", str(_free_port()), "--run-for", "90"],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-        try:
-            for line in proc.stdout:
-                if "to run searches" in line:
-                    break
-            proc.send_signal(sig)
-            assert proc.wait(60) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    env.update(HOME=str(tmp_path), RAY_TMPDIR=str(ray_tmp))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "raygan.cli", "dashboard", str(results), "--address", "local",
+         "--port", str(_free_port()), "--tb-port", str(_free_port()), "--run-for", "90"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        for line in proc.stdout:
+            if "to run searches" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

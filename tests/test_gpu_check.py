@@ -11,8 +11,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.timeout(240)
-def test_the_gpu_check_dry_run_writes_every_field(tmp_path):
+def test_the_gpu_check_dry_run_writes_every_field(tmp_path, ray_tmp):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_TMPDIR"] = str(ray_tmp)
     p = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--cpu-dry-run", "--out", str(tmp_path)], cwd=REPO,
                        env=env, capture_output=True, text=True, timeout=230)
     assert p.returncode == 0, p.stderr[-3000:]

@@ -4,18 +4,15 @@ folder (RAY_TMPDIR: where `ray start` records its address), so that neither this
 process nor other Ray instances on the machine are touched."""
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
-from ray_processes import kill_leftovers
 
 pytest.importorskip("ray")
 
@@ -37,10 +34,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ray_tmp() -> Path:
-    return Path(tempfile.mkdtemp(prefix="rg", dir="/tmp"))  # short: Ray's socket paths live under it
-
-
 def _env(ray_tmp: Path, own_home: bool = False) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     env["RAY_TMPDIR"] = str(ray_tmp)
@@ -56,16 +49,6 @@ def _lines(script: str, env: dict, timeout: float = 120) -> list[str]:
                        text=True, timeout=timeout)
     assert p.returncode == 0, p.stderr[-3000:]
     return p.stdout.strip().splitlines()
-
-
-@pytest.fixture
-def ray_tmp():
-    d = _ray_tmp()
-    try:
-        yield d
-    finally:
-        kill_leftovers(d)
-        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture

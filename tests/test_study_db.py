@@ -1,16 +1,14 @@
 """The Optuna study of an Optuna-searched run is kept in SQLite in its results folder
 (optuna.db): Optuna alone opens it and finds every finished trial with its values, and
 `raygan tune --resume` continues the same study (tests/test_resume.py kills and resumes a
-search)."""
+search; tests/test_report_e2e.py runs a real search and checks its study)."""
 import shutil
 import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from optuna_study import check_trials, read_study
 
-from raygan.cli import main
 from raygan.errors import UserError
 from raygan.search_space import load_experiment
 
@@ -105,22 +103,3 @@ def test_a_restored_searcher_continues_the_study_of_the_folder_it_is_resumed_in(
     (tmp_path / "b" / STUDY_FILE).unlink()
     with pytest.raises(UserError, match=f"--resume: {tmp_path / 'b' / STUDY_FILE} is missing"):
         resume_study_in(exp, tmp_path / "b")
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(600)
-def test_every_finished_trial_is_in_the_sqlite_study_with_all_its_values(local_ray, tmp_path, monkeypatch, capsys):
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    space = tmp_path / "mo.yaml"
-    space.write_text(textwrap.dedent(TWO_OBJECTIVES))
-    out = tmp_path / "results"
-    assert main(["tune", str(space), "--output", str(out)]) == 0
-    printed = capsys.readouterr().out.splitlines()
-    ray_line = next(i for i, line in enumerate(printed) if line.startswith("raygan: Ray: "))
-    assert all(line.startswith("raygan: ") for line in printed[:ray_line])  # before Tune's first output
-
-    exp, exp_dir = load_experiment(space), out / "mo"
-    study = read_study(exp_dir, "mo")
-    assert study.directions == [optuna.study.StudyDirection.MINIMIZE, optuna.study.StudyDirection.MAXIMIZE]
-    assert len(study.trials) == 3
-    check_trials(study, exp, exp_dir)
