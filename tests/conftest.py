@@ -39,9 +39,10 @@ os.environ.setdefault("RAY_idle_worker_killing_time_threshold_ms", "600000")
 def local_ray():
     """The suite's one local Ray instance (2 CPUs; the dashboard, which `raygan tune` asks for),
     started by the first module that needs it and never shut down by its users, so that the
-    next module reuses it (its start and its warm worker processes). Tests that must own an
-    instance (killed drivers, multi-node, their own environment in the workers) shut it down
-    first; the next module that takes this fixture starts it again."""
+    next module reuses it (its start and its warm worker processes). A module that must own its
+    instance in this process (the multi-node cluster) shuts it down first; the next module that
+    takes this fixture starts it again. Killed drivers and `ray start` run in subprocesses on
+    their own temp folder (OWN_RAY_MODULES below)."""
     ray = pytest.importorskip("ray")
     if not ray.is_initialized():
         # address "local": always a new instance. Without it ray.init joins the machine's latest
@@ -67,7 +68,7 @@ def ray_tmp():
 
 # The suite runs on two pytest-xdist workers (pyproject.toml: `-n 2`). Every module whose tests
 # start Ray in this process or on /tmp/ray (the shared instance above, a cluster, `raygan tune`
-# in-process) is in one scope, "ray", run by one worker in file order (the modules that shut the
+# in-process) is in one scope, "ray", run by one worker in file order (the module that shuts the
 # shared instance down first), so that those instances never run side by side and the shared one
 # is reused module to module. The modules in OWN_RAY_MODULES start Ray only in processes of their
 # own, each on its own temp folder (the ray_tmp fixture), so they touch no other instance: they
@@ -82,9 +83,9 @@ RAY_MODULES = frozenset({
     "test_tune_e2e",
 })
 OWN_RAY_MODULES = frozenset({"test_dashboard", "test_gpu_check", "test_ray_instance", "test_resume"})
-# Ray modules that start (and then shut down) an instance of their own in this process: first,
-# so that the shared instance starts once, after them.
-OWN_INSTANCE_FIRST = ("test_fault_tolerance", "test_multinode")
+# The Ray module that starts (and then shuts down) a cluster of its own in this process: first,
+# so that the shared instance starts once, after it.
+OWN_INSTANCE_FIRST = ("test_multinode",)
 
 
 def _module_of(nodeid: str) -> str:

@@ -19,28 +19,23 @@ scaling: {cpus_per_worker: 0.5}
 
 
 @pytest.fixture(scope="module")
-def ray_local():
+def ray_local(local_ray):
+    """The suite's shared instance, with every run of this module traced and its rank 0 killed
+    once. Both reach the runs from this process: raygan hands its RAYGAN_* variables to every
+    trial and Train worker (orchestrate/train.py driver_env), as to runs on an instance that a
+    user started elsewhere. (The instance serves its dashboard, as `raygan tune`'s does: Train's
+    PlacementGroupCleaner asks the State API there whether the controller lives; without one, seen
+    once under load (#26), it took a live controller for dead and removed the run's placement
+    group.)"""
     from raygan.orchestrate.diagnostics import KILL_ENV, TRACE_ENV
 
-    saved = {k: os.environ.get(k) for k in ("RAY_ADDRESS", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", TRACE_ENV, KILL_ENV)}
+    saved = {k: os.environ.get(k) for k in ("RAY_ADDRESS", TRACE_ENV, KILL_ENV)}
     os.environ.pop("RAY_ADDRESS", None)
-    # Set before ray.init: Tune's trial processes inherit them. Every run traces what its
-    # ranks do, and every run's rank 0 dies (SIGKILL) once, as it is about to report step 4.
+    # Every run traces what its ranks do, and every run's rank 0 dies (SIGKILL) once, as it is
+    # about to report step 4.
     os.environ[TRACE_ENV] = "1"
     os.environ[KILL_ENV] = "4"
-    # The Train controller polls its workers every 0.2 s (default 2 s): reports reach it
-    # long before the injected crash, and the end of a run is noticed sooner.
-    os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = "0.2"
-    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-    ray.shutdown()  # the suite's shared instance (tests/conftest.py) would not see this environment
-    # With its dashboard, as `raygan tune` starts one: Train's PlacementGroupCleaner asks the State
-    # API (served by the dashboard) whether the controller lives. Without one, seen once under
-    # load (#26): after repeated "State API may be temporarily unavailable" warnings the cleaner
-    # took the controller for dead (its state query found no such actor; which instance it asked
-    # was not established), removed the live run's placement group and so killed its worker.
-    ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", configure_logging=False)
     yield
-    ray.shutdown()
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)

@@ -79,26 +79,10 @@ def ray_head(ray_tmp):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
-def test_a_new_local_instance_says_so_with_its_resources_and_dashboard(ray_tmp):
-    lines = _lines("""
-        import ray
-        from raygan.orchestrate.instance import connect
-        print(connect(None, dashboard=True))
-        print(connect("10.0.0.1:1", dashboard=True))  # already initialised: said, and the address not used
-        ray.shutdown()
-    """, _env(ray_tmp))
-    assert len(lines) == 2, lines
-    assert re.fullmatch(r"raygan: Ray: a new local instance, \d+ CPUs?, 0 GPUs; dashboard http://127\.0\.0\.1:\d+",
-                        lines[0]), lines[0]
-    assert re.fullmatch(r"raygan: Ray: already initialised in this process \(the instance at \S+:\d+\), "
-                        r"\d+ CPUs? \([\d.]+ free now\), 0 GPUs \(0 free\); --address 10\.0\.0\.1:1 not used",
-                        lines[1]), lines[1]
-
-
-@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_joins_the_ray_start_instance_by_default_and_local_starts_a_fresh_one(ray_head):
+    """Which instance each address gives, said in one line; a new local instance says so with its
+    resources and dashboard, and a second connect in the same process says the address is unused."""
     env, port = ray_head
     lines = _lines(f"""
         import os
@@ -107,17 +91,24 @@ def test_joins_the_ray_start_instance_by_default_and_local_starts_a_fresh_one(ra
         for address in (None, "127.0.0.1:{port}", "local", "RAY_ADDRESS"):
             if address == "RAY_ADDRESS":
                 os.environ["RAY_ADDRESS"], address = "127.0.0.1:{port}", None
-            print(connect(address, dashboard=False))
+            print(connect(address, dashboard=address == "local"))
             print("gcs", ray.get_runtime_context().gcs_address)
+            if address == "local":  # already initialised: said, and the address not used
+                print(connect("10.0.0.1:1", dashboard=True))
             ray.shutdown()
     """, env)
-    assert len(lines) == 8, lines
+    assert len(lines) == 9, lines
+    again = lines.pop(6)
     lines, gcs = lines[::2], [g.split()[-1] for g in lines[1::2]]
     joined = r"raygan: Ray: joined the running instance at \S+:{port} \({how}\), 1 CPU \(1 free now\), 0 GPUs \(0 free\)"
     assert re.fullmatch(joined.format(port=port, how="not started by this command: `ray start` or another job")
                         + "; --address local starts a fresh one", lines[0]), lines[0]
     assert re.fullmatch(joined.format(port=port, how="from --address"), lines[1]), lines[1]
-    assert re.fullmatch(r"raygan: Ray: a new local instance, \d+ CPUs?, 0 GPUs", lines[2]), lines[2]
+    assert re.fullmatch(r"raygan: Ray: a new local instance, \d+ CPUs?, 0 GPUs; dashboard http://127\.0\.0\.1:\d+",
+                        lines[2]), lines[2]
+    assert re.fullmatch(r"raygan: Ray: already initialised in this process \(the instance at \S+:\d+\), "
+                        r"\d+ CPUs? \([\d.]+ free now\), 0 GPUs \(0 free\); --address 10\.0\.0\.1:1 not used",
+                        again), again
     assert re.fullmatch(joined.format(port=port, how="from RAY_ADDRESS, not started by this command")
                         + "; --address local starts a fresh one", lines[3]), lines[3]
     assert gcs[0] == gcs[1] == gcs[3] and gcs[0].endswith(f":{port}")
