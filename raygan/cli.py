@@ -37,13 +37,28 @@ def _parser() -> argparse.ArgumentParser:
     pk.add_argument("--n", type=int, default=2000, help="scenes: how many training scenes")
     pk.add_argument("--split", default="train", help="dataset split to read (real layouts)")
 
-    q = sub.add_parser("pretrain", help="train the embedded source generator on the procedural source domain")
-    q.add_argument("--out", default="raygan/assets/source_shapes32.pt", help="checkpoint to write")
-    q.add_argument("--steps", type=int, default=5000)
-    q.add_argument("--size", type=int, default=32)
+    q = sub.add_parser("pretrain", help="train a StyleGAN2 source on a folder of images through Ray Train "
+                                         "(without FOLDER: the embedded source on the procedural shapes)")
+    q.add_argument("folder", nargs="?", help="folder of source-domain images (png/jpg/webp/bmp)")
+    q.add_argument("--out", help="FOLDER: new results folder (source.pt, source.png, logs, checkpoints); "
+                                 "without: the checkpoint to write (default raygan/assets/source_shapes32.pt)")
+    q.add_argument("--steps", type=int, help="default 100000 (FOLDER), 5000 (embedded)")
+    q.add_argument("--size", type=int, help="image side, a power of two: default 256 (FOLDER), 32 (embedded)")
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
-    q.add_argument("--init", help="continue training from this checkpoint")
+    q.add_argument("--force", action="store_true", help="embedded: overwrite an existing checkpoint")
+    q.add_argument("--init", help="embedded: continue training from this checkpoint")
+    q.add_argument("--resume", action="store_true", help="FOLDER: continue the killed run in --out")
+    q.add_argument("--workers", type=int, default=1, help="FOLDER: Ray Train workers (data parallel)")
+    q.add_argument("--gpu", action="store_true", help="FOLDER: one GPU per worker (NCCL)")
+    q.add_argument("--cpus-per-worker", type=float, default=1.0)
+    q.add_argument("--batch", type=int, default=16, help="FOLDER: images per worker and step (rosinality's 16)")
+    q.add_argument("--style-dim", type=int, default=512)
+    q.add_argument("--n-mlp", type=int, default=8)
+    q.add_argument("--channel-multiplier", type=int, default=2)
+    q.add_argument("--channel-max", type=int, default=512)
+    q.add_argument("--eval-every", type=int, default=2000, help="FOLDER: steps between evaluations and checkpoints")
+    q.add_argument("--eval-samples", type=int, default=500)
+    q.add_argument("--address", help=ADDRESS_HELP)
 
     e = sub.add_parser("eval", help="score a checkpoint (trial or rosinality layout), with each score's provenance")
     e.add_argument("checkpoint", help="a trial folder, checkpoint_* folder, state.pt or rosinality-layout .pt")
@@ -189,9 +204,25 @@ def cmd_data(args) -> int:
 
 
 def cmd_pretrain(args) -> int:
-    from raygan.train.pretrain import pretrain
+    if args.folder is None:
+        from raygan.train.pretrain import pretrain
 
-    pretrain(args.out, steps=args.steps, size=args.size, seed=args.seed, force=args.force, init=args.init)
+        pretrain(args.out or "raygan/assets/source_shapes32.pt", steps=args.steps or 5000, size=args.size or 32,
+                 seed=args.seed, force=args.force, init=args.init)
+        return 0
+    from raygan.errors import UserError
+    from raygan.orchestrate.instance import check_address
+    from raygan.orchestrate.pretrain import PretrainOptions, pretrain
+
+    if args.out is None:
+        raise UserError("raygan pretrain", "FOLDER needs --out, a new folder for the run")
+    check_address(args.address)  # before the heavy imports
+    pretrain(PretrainOptions(
+        folder=args.folder, out=args.out, size=args.size or 256, steps=args.steps or 100_000, batch=args.batch,
+        workers=args.workers, gpu=args.gpu, cpus_per_worker=args.cpus_per_worker, style_dim=args.style_dim,
+        n_mlp=args.n_mlp, channel_multiplier=args.channel_multiplier, channel_max=args.channel_max,
+        eval_every=args.eval_every, eval_samples=args.eval_samples, seed=args.seed, resume=args.resume),
+        address=args.address)
     return 0
 
 

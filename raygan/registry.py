@@ -50,6 +50,7 @@ FAMILIES = {"fewshot": "raygan.families.fewshot", "labelgen": "raygan.families.l
 
 # method name -> (family, module defining ``Config`` and ``Method``)
 METHODS = {
+    "stylegan2": ("fewshot", "raygan.methods.fewshot.stylegan2"),
     "tgan": ("fewshot", "raygan.methods.fewshot.tgan"),
     "freezed": ("fewshot", "raygan.methods.fewshot.freezed"),
     "ewc": ("fewshot", "raygan.methods.fewshot.ewc"),

@@ -97,11 +97,11 @@ def check_folder(folder, at_least: int, what: str) -> list[Path]:
 
 def target_shots(data, size: int) -> tuple[torch.Tensor, str]:
     """(shots in [-1, 1], a description) of a DataConfig: the embedded procedural sketches, or
-    ``data.shots`` images of the folder ``data.target`` chosen by ``data.seed``."""
+    ``data.shots`` images of the folder ``data.target`` chosen by ``data.seed`` (0: all of them)."""
     if data.embedded:
         from raygan.data.synthetic import few_shot_target
 
         return (few_shot_target(size=size, n_shots=data.shots, seed=data.seed),
                 f"embedded {data.shots} target shots (seed {data.seed})")
-    shots, files = load_shots(data.target, data.shots, data.seed, size)
+    shots, files = load_shots(data.target, data.shots or None, data.seed, size)
     return shots, f"{len(files)} shots from {Path(data.target).expanduser().resolve()} (seed {data.seed})"

@@ -24,7 +24,7 @@ from raygan.models.layers import (  # noqa: F401  (re-exported: the port kept th
     upfirdn2d,
 )
 
-_SIZES = (32, 64, 128, 256, 512, 1024)
+SIZES = (32, 64, 128, 256, 512, 1024)
 
 
 def _channels(channel_multiplier, channel_max):
@@ -36,8 +36,8 @@ def _channels(channel_multiplier, channel_max):
 
 
 def _check_size(size):
-    if size not in _SIZES:
-        raise ValueError(f"size must be one of {_SIZES}, got {size!r}")
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}, got {size!r}")
     return int(math.log2(size))
 
 

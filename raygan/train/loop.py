@@ -159,8 +159,17 @@ def evaluations(cfg: dict, hooks: Hooks) -> Iterator[Evaluation]:
                         writer.add_scalar(k, v, step)
                 writer.add_image(f"samples/{evaluator.grid_name}", evaluator.grid(method), step)
                 writer.flush()
-            hooks.progress(" ".join(f"{k}={v:.4g}" for k, v in metrics.items() if not k.startswith("loss/")))
+            hooks.progress(" ".join(f"{k}={v:.4g}" for k, v in metrics.items() if not k.startswith("loss/"))
+                           + eta(step))
         return metrics
+
+    first_step = method.step_count  # after a restore: this run's rate, not the restored steps'
+
+    def eta(step: int) -> str:
+        if step == first_step or step >= train.steps:
+            return ""
+        seconds = (time.perf_counter() - t0) / (step - first_step) * (train.steps - step)
+        return f" eta={seconds / 60:.1f}min" if seconds >= 120 else f" eta={seconds:.0f}s"
 
     def viewing_grid() -> torch.Tensor:
         return torch.nn.functional.interpolate(evaluator.grid(method)[None], scale_factor=3, mode="nearest")[0]

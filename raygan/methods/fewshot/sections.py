@@ -13,7 +13,8 @@ from raygan.models.accel import DeviceKnobs
 class DataConfig:
     target: str = knob("sketches", path=True,
                        help="'sketches' (the embedded target) or a folder of target images (png/jpg/webp/bmp)")
-    shots: int = knob(10, lo=1, hi=1000, help="number of target training images (chosen by seed from a folder)")
+    shots: int = knob(10, lo=0, hi=1000, help="number of target training images (chosen by seed from a folder); "
+                                            "0: every image of the folder (pretraining: `raygan pretrain`)")
     seed: int = knob(0, lo=0, help="which shots: procedural draw, or which images of the folder")
     reference: str = knob("", path=True, help="folder of held-out target images behind fid/kid (the papers: the "
                                               "full target set); empty: the embedded sketches' held-out set")
@@ -28,6 +29,9 @@ class DataConfig:
     def validate(self, where, section):
         if not self.target:
             raise UserError(where, f"{section}.target: expected 'sketches' or a folder of images, got ''")
+        if self.shots == 0 and self.embedded:
+            raise UserError(where, f"{section}.shots: 0 (every image) needs a folder target; the embedded sketches "
+                                   "draw at least 1")
         if self.reference and self.embedded:
             raise UserError(where, f"{section}.reference: the embedded sketches have their own held-out set; "
                                    "a reference folder goes with a folder target")
