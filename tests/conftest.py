@@ -82,7 +82,9 @@ RAY_MODULES = frozenset({
     "test_real_layouts", "test_realism_plateau", "test_replicates", "test_report_e2e", "test_streams",
     "test_tune_e2e",
 })
-OWN_RAY_MODULES = frozenset({"test_dashboard", "test_gpu_check", "test_ray_instance", "test_resume"})
+OWN_RAY_MODULES = frozenset({
+    "test_dashboard", "test_gpu_check", "test_pretrain_e2e", "test_ray_instance", "test_resume",
+})
 # The Ray module that starts (and then shuts down) a cluster of its own in this process: first,
 # so that the shared instance starts once, after it.
 OWN_INSTANCE_FIRST = ("test_multinode",)
