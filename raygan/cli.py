@@ -47,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--force", action="store_true", help="embedded: overwrite an existing checkpoint")
     q.add_argument("--init", help="embedded: continue training from this checkpoint")
-    q.add_argument("--resume", action="store_true", help="FOLDER: continue the killed run in --out")
+    q.add_argument("--resume", action="store_true", help="FOLDER: continue the run in --out (killed, or finished: "
+                                                          "with --steps, on to that many steps)")
     q.add_argument("--workers", type=int, default=1, help="FOLDER: Ray Train workers (data parallel)")
     q.add_argument("--gpu", action="store_true", help="FOLDER: one GPU per worker (NCCL)")
     q.add_argument("--cpus-per-worker", type=float, default=1.0)
@@ -221,7 +222,8 @@ def cmd_pretrain(args) -> int:
         folder=args.folder, out=args.out, size=args.size or 256, steps=args.steps or 100_000, batch=args.batch,
         workers=args.workers, gpu=args.gpu, cpus_per_worker=args.cpus_per_worker, style_dim=args.style_dim,
         n_mlp=args.n_mlp, channel_multiplier=args.channel_multiplier, channel_max=args.channel_max,
-        eval_every=args.eval_every, eval_samples=args.eval_samples, seed=args.seed, resume=args.resume),
+        eval_every=args.eval_every, eval_samples=args.eval_samples, seed=args.seed, resume=args.resume,
+        extend_to=args.steps if args.resume else None),
         address=args.address)
     return 0
 

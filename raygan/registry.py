@@ -50,13 +50,13 @@ FAMILIES = {"fewshot": "raygan.families.fewshot", "labelgen": "raygan.families.l
 
 # method name -> (family, module defining ``Config`` and ``Method``)
 METHODS = {
-    "stylegan2": ("fewshot", "raygan.methods.fewshot.stylegan2"),
     "tgan": ("fewshot", "raygan.methods.fewshot.tgan"),
     "freezed": ("fewshot", "raygan.methods.fewshot.freezed"),
     "ewc": ("fewshot", "raygan.methods.fewshot.ewc"),
     "cdc": ("fewshot", "raygan.methods.fewshot.cdc"),
     "dcl": ("fewshot", "raygan.methods.fewshot.dcl"),
     "rssa": ("fewshot", "raygan.methods.fewshot.rssa"),
+    "stylegan2": ("fewshot", "raygan.methods.fewshot.stylegan2"),  # pretraining: `raygan pretrain FOLDER`
     "semipaired": ("labelgen", "raygan.methods.labelgen.semipaired"),
     "oasis": ("labelgen", "raygan.methods.labelgen.oasis"),
     "tcr": ("labelgen", "raygan.methods.labelgen.tcr"),

@@ -41,6 +41,7 @@ class PretrainOptions:
     eval_samples: int = 500
     seed: int = 0
     resume: bool = False
+    extend_to: int | None = None  # with resume: the run's new train.steps (--steps)
 
 
 def check(opts: PretrainOptions) -> Path:
@@ -123,8 +124,14 @@ def pretrain(opts: PretrainOptions, address: str | None = None) -> Path:
 
     out = check(opts)
     if opts.resume:
-        print(f"raygan: pretrain: resuming {out} from its last checkpoint (its {EXPERIMENT}; the other "
-              "flags given now are not used)", flush=True)
+        doc = yaml.safe_load((out / EXPERIMENT).read_text())
+        if opts.extend_to:  # train a finished (or running) run on to more steps
+            if opts.extend_to < doc["train"]["steps"]:
+                raise UserError("--steps", f"{opts.extend_to}: fewer than the run's {doc['train']['steps']} steps")
+            doc["train"]["steps"] = opts.extend_to
+            (out / EXPERIMENT).write_text(yaml.safe_dump(doc, sort_keys=False))
+        print(f"raygan: pretrain: resuming {out} from its last checkpoint, to step {doc['train']['steps']} (its "
+              f"{EXPERIMENT}; the other flags given now are not used)", flush=True)
     else:
         out.mkdir(parents=True, exist_ok=True)
         write_init(opts, out / INIT)
