@@ -26,7 +26,7 @@ def _opts(images, out, **kw):
 
 
 @pytest.mark.parametrize("case", ["no_folder", "truncated", "size", "no_out", "resume_nothing", "run_exists",
-                                  "not_empty"])
+                                  "not_empty", "resume_fewer_steps"])
 def test_bad_input_is_one_line_exit_2_nothing_written(case, images, tmp_path, capsys):
     out = tmp_path / "out"
     folder, extra = str(images), []
@@ -50,16 +50,21 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case, images, tmp_path, ca
     elif case == "not_empty":
         out.mkdir()
         (out / "notes.txt").write_text("mine")
-    before = sorted(p.name for p in out.rglob("*")) if out.exists() else None
+    elif case == "resume_fewer_steps":
+        out.mkdir()
+        (out / P.EXPERIMENT).write_text("name: pretrain\ntrain: {steps: 10}\n")
+        extra = ["--resume", "--steps", "5"]
+    before = {p: p.read_bytes() for p in out.rglob("*")} if out.exists() else None
     argv = ["pretrain", folder] + ([] if case == "no_out" else ["--out", str(out)]) + TINY[2:] + extra
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("raygan: error: ") and "Traceback" not in err
     expected = {"no_folder": "nope", "truncated": "cut.png", "size": "48: expected one of 32, 64",
                 "no_out": "needs --out", "resume_nothing": "holds no pretraining run to resume",
-                "run_exists": "pass --resume to continue it", "not_empty": "not an empty folder"}[case]
+                "run_exists": "pass --resume to continue it", "not_empty": "not an empty folder",
+                "resume_fewer_steps": "5: fewer than the run's 10 steps"}[case]
     assert expected in err, err
-    assert (sorted(p.name for p in out.rglob("*")) if out.exists() else None) == before  # nothing written
+    assert ({p: p.read_bytes() for p in out.rglob("*")} if out.exists() else None) == before  # nothing written
 
 
 def test_the_experiment_trains_stylegan2_on_every_image_from_the_written_init(images, tmp_path):
