@@ -24,6 +24,16 @@ ARGS = ["--size", "32", "--style-dim", "32", "--n-mlp", "2", "--channel-max", "3
         "--steps", str(STEPS)]
 
 
+def _registered_checkpoint(out) -> bool:
+    """Whether Ray Train's record of the run (what a restarted run restores from) holds a
+    checkpoint: its folder alone may exist before the controller has recorded it."""
+    try:
+        record = json.loads((out / "run" / "checkpoint_manager_snapshot.json").read_text())
+    except (OSError, ValueError):  # not written yet, or caught while being written
+        return False
+    return record.get("latest_checkpoint_result") is not None
+
+
 def _traces(out):
     return [[json.loads(line) for line in open(out / "log" / "worker_trace" / f"rank{r}.jsonl")] for r in (0, 1)]
 
@@ -39,7 +49,7 @@ def test_pretrain_on_two_workers_resumes_after_a_kill_and_its_source_adapts(tmp_
     driver = subprocess.Popen(cmd + ARGS, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while not list((out / "run").glob("checkpoint_*")):  # Ray Train's first checkpoint (step 3)
+    while not _registered_checkpoint(out):  # Ray Train's first checkpoint (step 3), recorded
         assert driver.poll() is None, "the run ended before it could be killed"
         assert time.time() < deadline, "no checkpoint in time"
         time.sleep(0.2)

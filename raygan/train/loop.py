@@ -143,11 +143,12 @@ def evaluations(cfg: dict, hooks: Hooks) -> Iterator[Evaluation]:
             # folder too, and two writers that start in the same second would share one file.
             writer = SummaryWriter(hooks.log_dir, filename_suffix=".raygan")
     t0 = time.perf_counter()
+    first_step = method.step_count  # after a restore: this run's steps count, not the restored ones
     provenance_written = []
 
     def evaluate(logs: dict) -> dict:
         step = method.step_count
-        metrics = {"step": step, **logs, "sec_per_step": (time.perf_counter() - t0) / max(step, 1)}
+        metrics = {"step": step, **logs, "sec_per_step": (time.perf_counter() - t0) / max(step - first_step, 1)}
         if evaluator is not None:
             metrics.update(evaluator.metrics(method))
             if hooks.log_dir and evaluator.provenance and not provenance_written:
@@ -162,8 +163,6 @@ def evaluations(cfg: dict, hooks: Hooks) -> Iterator[Evaluation]:
             hooks.progress(" ".join(f"{k}={v:.4g}" for k, v in metrics.items() if not k.startswith("loss/"))
                            + eta(step))
         return metrics
-
-    first_step = method.step_count  # after a restore: this run's rate, not the restored steps'
 
     def eta(step: int) -> str:
         if step == first_step or step >= train.steps:
