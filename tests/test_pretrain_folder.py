@@ -26,7 +26,7 @@ def _opts(images, out, **kw):
 
 
 @pytest.mark.parametrize("case", ["no_folder", "truncated", "size", "no_out", "resume_nothing", "run_exists",
-                                  "not_empty", "resume_fewer_steps"])
+                                  "not_empty", "resume_fewer_steps", "resume_broken_yaml"])
 def test_bad_input_is_one_line_exit_2_nothing_written(case, images, tmp_path, capsys):
     out = tmp_path / "out"
     folder, extra = str(images), []
@@ -52,8 +52,13 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case, images, tmp_path, ca
         (out / "notes.txt").write_text("mine")
     elif case == "resume_fewer_steps":
         out.mkdir()
-        (out / P.EXPERIMENT).write_text("name: pretrain\ntrain: {steps: 10}\n")
+        (out / P.EXPERIMENT).write_text(f"name: pretrain\nmethod: {{name: stylegan2}}\n"
+                                        f"data: {{target: {images}, shots: 0}}\ntrain: {{steps: 10}}\n")
         extra = ["--resume", "--steps", "5"]
+    elif case == "resume_broken_yaml":
+        out.mkdir()
+        (out / P.EXPERIMENT).write_text("name: [pretrain\n")
+        extra = ["--resume"]
     before = {p: p.read_bytes() for p in out.rglob("*")} if out.exists() else None
     argv = ["pretrain", folder] + ([] if case == "no_out" else ["--out", str(out)]) + TINY[2:] + extra
     assert main(argv) == 2
@@ -62,7 +67,8 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case, images, tmp_path, ca
     expected = {"no_folder": "nope", "truncated": "cut.png", "size": "48: expected one of 32, 64",
                 "no_out": "needs --out", "resume_nothing": "holds no pretraining run to resume",
                 "run_exists": "pass --resume to continue it", "not_empty": "not an empty folder",
-                "resume_fewer_steps": "5: fewer than the run's 10 steps"}[case]
+                "resume_fewer_steps": "5: fewer than the run's 10 steps",
+                "resume_broken_yaml": "pretrain.yaml: malformed YAML"}[case]
     assert expected in err, err
     assert ({p: p.read_bytes() for p in out.rglob("*")} if out.exists() else None) == before  # nothing written
 

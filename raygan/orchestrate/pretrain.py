@@ -124,14 +124,17 @@ def pretrain(opts: PretrainOptions, address: str | None = None) -> Path:
 
     out = check(opts)
     if opts.resume:
-        doc = yaml.safe_load((out / EXPERIMENT).read_text())
-        if opts.extend_to:  # train a finished (or running) run on to more steps
-            if opts.extend_to < doc["train"]["steps"]:
-                raise UserError("--steps", f"{opts.extend_to}: fewer than the run's {doc['train']['steps']} steps")
-            doc["train"]["steps"] = opts.extend_to
+        from raygan.search_space import load_experiment, read_yaml
+
+        steps = load_experiment(out / EXPERIMENT).trial_config["train"]["steps"]  # a broken file: one line
+        if opts.extend_to:  # train a finished (or killed) run on to more steps
+            if opts.extend_to < steps:
+                raise UserError("--steps", f"{opts.extend_to}: fewer than the run's {steps} steps")
+            doc = read_yaml(out / EXPERIMENT)
+            doc.setdefault("train", {})["steps"] = steps = opts.extend_to
             (out / EXPERIMENT).write_text(yaml.safe_dump(doc, sort_keys=False))
-        print(f"raygan: pretrain: resuming {out} from its last checkpoint, to step {doc['train']['steps']} (its "
-              f"{EXPERIMENT}; the other flags given now are not used)", flush=True)
+        print(f"raygan: pretrain: resuming {out} from its last checkpoint, to step {steps} (its {EXPERIMENT}; "
+              "the other flags given now are not used)", flush=True)
     else:
         out.mkdir(parents=True, exist_ok=True)
         write_init(opts, out / INIT)
