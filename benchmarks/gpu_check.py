@@ -75,13 +75,9 @@ def seconds_per_step(method, warmup: int, steps: int, device) -> float:
 def write_source(path: Path, g_config: dict) -> str:
     """A randomly initialised StyleGAN2 with these widths, as a rosinality-layout file: the step's
     cost does not depend on the weights, and nothing needs downloading."""
-    import torch
+    from raygan.models.checkpoint import random_source, save_source
 
-    from raygan.models.checkpoint import random_source
-
-    src = random_source(g_config)
-    torch.save({"g_ema": src.g_state, "d": src.d_state, "g_config": src.g_config, "d_config": src.d_config,
-                "latent_avg": src.latent_avg}, path)
+    save_source(random_source(g_config), path)
     return str(path)
 
 

@@ -26,7 +26,7 @@ def _opts(images, out, **kw):
 
 
 @pytest.mark.parametrize("case", ["no_folder", "truncated", "size", "no_out", "resume_nothing", "run_exists",
-                                  "not_empty", "resume_fewer_steps", "resume_broken_yaml"])
+                                  "not_empty", "resume_fewer_steps", "resume_broken_yaml", "eval_samples", "style_dim"])
 def test_bad_input_is_one_line_exit_2_nothing_written(case, images, tmp_path, capsys):
     out = tmp_path / "out"
     folder, extra = str(images), []
@@ -41,6 +41,10 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case, images, tmp_path, ca
         folder = str(bad)
     elif case == "size":
         extra = ["--size", "48"]
+    elif case == "eval_samples":
+        extra = ["--eval-samples", "5"]
+    elif case == "style_dim":
+        extra = ["--style-dim", "0"]
     elif case == "resume_nothing":
         out.mkdir()
         extra = ["--resume"]
@@ -68,7 +72,8 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case, images, tmp_path, ca
                 "no_out": "needs --out", "resume_nothing": "holds no pretraining run to resume",
                 "run_exists": "pass --resume to continue it", "not_empty": "not an empty folder",
                 "resume_fewer_steps": "5: fewer than the run's 10 steps",
-                "resume_broken_yaml": "pretrain.yaml: malformed YAML"}[case]
+                "resume_broken_yaml": "pretrain.yaml: malformed YAML",
+                "eval_samples": "--eval-samples: 5: expected at least 20", "style_dim": "--style-dim: 0: expected at least 1"}[case]
     assert expected in err, err
     assert ({p: p.read_bytes() for p in out.rglob("*")} if out.exists() else None) == before  # nothing written
 

@@ -106,6 +106,15 @@ def random_source(g_config: dict, seed: int = 0) -> SourceModel:
     return SourceModel(f"random {g_config}", g.state_dict(), dict(g_config), d.state_dict(), d_config, latent_avg)
 
 
+def save_source(src: SourceModel, path) -> None:
+    """A source as a rosinality-layout file (``g`` and ``g_ema`` both its generator's weights, ``d``,
+    ``latent_avg``) plus raygan's constructor args, written atomically."""
+    from raygan.cache import save_atomic
+
+    save_atomic({"g": src.g_state, "g_ema": src.g_state, "d": src.d_state, "latent_avg": src.latent_avg,
+                 "g_config": src.g_config, "d_config": src.d_config}, path)
+
+
 def load_source(path: str = "embedded") -> SourceModel:
     """Load a pretrained source generator ('embedded' or a rosinality-layout file)."""
     path = str(EMBEDDED) if path == "embedded" else path

@@ -53,8 +53,15 @@ def check(opts: PretrainOptions) -> Path:
 
         if opts.size not in SIZES:
             raise UserError("--size", f"{opts.size}: expected one of {', '.join(map(str, SIZES))}")
-        if opts.batch < 2 or opts.steps < 1 or opts.workers < 1:
-            raise UserError("raygan pretrain", "expected --batch >= 2, --steps >= 1 and --workers >= 1")
+        at_least = {"--batch": (opts.batch, 2), "--steps": (opts.steps, 1), "--workers": (opts.workers, 1),
+                    "--style-dim": (opts.style_dim, 1), "--n-mlp": (opts.n_mlp, 1),
+                    "--channel-multiplier": (opts.channel_multiplier, 1), "--channel-max": (opts.channel_max, 1),
+                    "--eval-every": (opts.eval_every, 1), "--eval-samples": (opts.eval_samples, 20)}
+        for flag, (value, low) in at_least.items():  # the knobs' own bounds, before anything is written
+            if value < low:
+                raise UserError(flag, f"{value}: expected at least {low}")
+        if opts.cpus_per_worker <= 0:
+            raise UserError("--cpus-per-worker", f"{opts.cpus_per_worker:g}: expected more than 0")
         from raygan.data.images import check_folder
 
         check_folder(opts.folder, 2, "images to pretrain on")  # every file decoded once
@@ -91,14 +98,11 @@ def experiment(opts: PretrainOptions, out: Path) -> dict:
 
 def write_init(opts: PretrainOptions, path: Path) -> None:
     """The randomly initialised G and D (seeded) as a rosinality-layout file."""
-    from raygan.cache import save_atomic
-    from raygan.models.checkpoint import random_source
+    from raygan.models.checkpoint import random_source, save_source
 
     g_config = dict(size=opts.size, style_dim=opts.style_dim, n_mlp=opts.n_mlp,
                     channel_multiplier=opts.channel_multiplier, channel_max=opts.channel_max)
-    src = random_source(g_config, seed=opts.seed)
-    save_atomic({"g": src.g_state, "g_ema": src.g_state, "d": src.d_state, "latent_avg": src.latent_avg,
-                 "g_config": src.g_config, "d_config": src.d_config}, path)
+    save_source(random_source(g_config, seed=opts.seed), path)
 
 
 def export(state: dict, out: Path) -> Path:
