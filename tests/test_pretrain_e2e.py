@@ -18,20 +18,11 @@ from raygan.data.painted import write_scenes
 from raygan.models.checkpoint import load_source
 from raygan.orchestrate.diagnostics import TRACE_ENV
 
-STEPS = 15
+STEPS = 30
+EVERY = 3
 ARGS = ["--size", "32", "--style-dim", "32", "--n-mlp", "2", "--channel-max", "32", "--channel-multiplier", "1",
-        "--batch", "2", "--workers", "2", "--cpus-per-worker", "0.5", "--eval-every", "3", "--eval-samples", "20",
+        "--batch", "2", "--workers", "2", "--cpus-per-worker", "0.5", "--eval-every", str(EVERY), "--eval-samples", "20",
         "--steps", str(STEPS)]
-
-
-def _registered_checkpoint(out) -> bool:
-    """Whether Ray Train's record of the run (what a restarted run restores from) holds a
-    checkpoint: its folder alone may exist before the controller has recorded it."""
-    try:
-        record = json.loads((out / "run" / "checkpoint_manager_snapshot.json").read_text())
-    except (OSError, ValueError):  # not written yet, or caught while being written
-        return False
-    return record.get("latest_checkpoint_result") is not None
 
 
 def _traces(out):
@@ -49,7 +40,10 @@ def test_pretrain_on_two_workers_resumes_after_a_kill_and_its_source_adapts(tmp_
     driver = subprocess.Popen(cmd + ARGS, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while not _registered_checkpoint(out):  # Ray Train's first checkpoint (step 3), recorded
+    # Killed as Train's first checkpoint (step EVERY) appears: a SIGKILL while Train rewrites its
+    # record of the run (checkpoint_manager_snapshot.json, not written atomically) leaves it
+    # unreadable and the resume fails (seen once, killing later; see the session-17 note).
+    while not list((out / "run").glob("checkpoint_*")):
         assert driver.poll() is None, "the run ended before it could be killed"
         assert time.time() < deadline, "no checkpoint in time"
         time.sleep(0.2)
@@ -68,7 +62,7 @@ def test_pretrain_on_two_workers_resumes_after_a_kill_and_its_source_adapts(tmp_
     for rank in _traces(out):
         starts = [e for e in rank if e["event"] == "start"]
         assert len(starts) == 2 and starts[0]["restored_step"] is None and all(s["world"] == 2 for s in starts)
-        assert 3 <= starts[1]["restored_step"] < STEPS
+        assert EVERY <= starts[1]["restored_step"] < STEPS
         syncs_after = [e for e in rank[rank.index(starts[1]):] if e["event"] == "sync"]
         assert len(syncs_after) == 2 * (STEPS - starts[1]["restored_step"])  # D and G each step, none redone
     a, b = ([e["params"] for e in r if e["event"] == "sync"] for r in _traces(out))

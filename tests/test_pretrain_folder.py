@@ -73,7 +73,8 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case, images, tmp_path, ca
                 "run_exists": "pass --resume to continue it", "not_empty": "not an empty folder",
                 "resume_fewer_steps": "5: fewer than the run's 10 steps",
                 "resume_broken_yaml": "pretrain.yaml: malformed YAML",
-                "eval_samples": "--eval-samples: 5: expected at least 20", "style_dim": "--style-dim: 0: expected at least 1"}[case]
+                "eval_samples": "--eval-samples: 5: expected at least 20",
+                "style_dim": "--style-dim: 0: expected at least 1"}[case]
     assert expected in err, err
     assert ({p: p.read_bytes() for p in out.rglob("*")} if out.exists() else None) == before  # nothing written
 
